@@ -16,8 +16,8 @@
 //		counters[drop]++
 //		return
 //	}
-//	if d.Critical { // only then can a critical option be present (RFC 8926 §3.4)
-//		if drop := geneve.CheckOptions(frame[d.OptOff:d.OptOff+d.OptLen], &known); drop != geneve.DropNone {
+//	if d.OptLen > 0 { // a few ns; also catches a critical option sent without the C bit
+//		if drop := geneve.CheckOptions(d.Options(frame), &known); drop != geneve.DropNone {
 //			counters[drop]++
 //			return
 //		}
