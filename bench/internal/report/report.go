@@ -1,0 +1,280 @@
+// Package report holds the benchmark results: the median and spread of
+// repeated runs, ratios against Open vSwitch and the l2fwd ceiling measured
+// in the same run, the goals, and the outputs (terminal table, JSON file,
+// SVG chart).
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Systems and paths.
+const (
+	SystemXswitch = "xswitch"
+	SystemOVS     = "ovs"
+	SystemCeiling = "l2fwd" // xsk RX→TX with no switching: the AF_XDP ceiling of this machine
+
+	PathEncap = "encap" // local port → Geneve tunnel
+	PathDecap = "decap" // Geneve tunnel → local port
+	PathLocal = "local" // port → port on one bridge
+	PathFwd   = "fwd"   // the ceiling: interface → interface, no switching
+)
+
+// Median returns the median of xs (0 for none). xs is not modified.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// Spread returns (max-min)/median in percent (0 for fewer than two values or
+// a zero median).
+func Spread(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	lo, hi := xs[0], xs[0]
+	for _, x := range xs {
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+	}
+	m := Median(xs)
+	if m == 0 {
+		return 0
+	}
+	return (hi - lo) / m * 100
+}
+
+// Result is one system on one path at one frame size.
+type Result struct {
+	System string `json:"system"`
+	Path   string `json:"path"`
+	Size   int    `json:"size"` // inner (VM-side) frame length in bytes, without FCS
+
+	RunsMpps     []float64 `json:"runs_mpps"`      // forwarded rate at the sink, each run
+	Mpps         float64   `json:"mpps"`           // median of RunsMpps
+	SpreadPct    float64   `json:"spread_pct"`     // (max-min)/median of RunsMpps, %
+	SinkFrameLen int       `json:"sink_frame_len"` // frame length at the sink (Geneve adds 50 bytes on encap)
+	Gbps         float64   `json:"gbps"`           // Mpps × SinkFrameLen × 8
+	OfferedMpps  float64   `json:"offered_mpps"`   // median generator rate over the same runs
+	LossPct      float64   `json:"loss_pct"`       // 1 - forwarded/offered, %
+
+	CPUNsPerPkt  float64 `json:"cpu_ns_per_pkt,omitempty"` // switch process CPU time (user+sys) per forwarded packet
+	CPUUtilPct   float64 `json:"cpu_util_pct,omitempty"`   // switch process CPU time / wall time, %
+	CyclesPerPkt float64 `json:"cycles_per_pkt,omitempty"` // perf stat -C <cpu> -e cycles per forwarded packet, where perf works
+
+	RatioOVS     float64 `json:"ratio_to_ovs,omitempty"`     // Mpps / OVS Mpps (same path and size)
+	RatioCeiling float64 `json:"ratio_to_ceiling,omitempty"` // Mpps / l2fwd Mpps (same size)
+
+	Mode  string `json:"mode,omitempty"`  // how the system ran its ports (e.g. AF_XDP copy, XDP native)
+	Error string `json:"error,omitempty"` // why there is no figure
+}
+
+// Finish computes the median, spread, Gbps and loss from the runs.
+func (r *Result) Finish(offered []float64) {
+	r.Mpps = Median(r.RunsMpps)
+	r.SpreadPct = Spread(r.RunsMpps)
+	r.Gbps = r.Mpps * float64(r.SinkFrameLen) * 8 / 1000
+	r.OfferedMpps = Median(offered)
+	if r.OfferedMpps > 0 {
+		r.LossPct = math.Max(0, (1-r.Mpps/r.OfferedMpps)*100)
+	}
+}
+
+// Goal is one target of the benchmark issue, judged on a run's figures.
+type Goal struct {
+	What     string  `json:"what"`
+	Path     string  `json:"path"`
+	Size     int     `json:"size"`
+	Against  string  `json:"against"` // ovs | l2fwd
+	Target   float64 `json:"target"`  // ratio
+	Measured float64 `json:"measured"`
+	Met      bool    `json:"met"`
+	Missing  bool    `json:"missing,omitempty"` // a figure needed was not measured
+}
+
+// Report is one `make bench` run.
+type Report struct {
+	Time        time.Time `json:"time"`
+	Quick       bool      `json:"quick"`
+	Host        Host      `json:"host"`
+	Runs        int       `json:"runs"`
+	IntervalSec float64   `json:"interval_sec"`
+	WarmupSec   float64   `json:"warmup_sec"`
+	Flows       int       `json:"flows"`
+	SwitchCPU   int       `json:"switch_cpu"`
+	GenCPU      int       `json:"generator_cpu"`
+	CPUMethod   string    `json:"cpu_method"` // "perf cycles" or "/proc/<pid>/stat"
+	Notes       []string  `json:"notes,omitempty"`
+	Results     []Result  `json:"results"`
+	Goals       []Goal    `json:"goals"`
+}
+
+// Host describes the machine.
+type Host struct {
+	Kernel string `json:"kernel"`
+	CPU    string `json:"cpu"`
+	NumCPU int    `json:"num_cpu"`
+	Go     string `json:"go"`
+}
+
+func (rep *Report) find(system, path string, size int) *Result {
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.System == system && r.Path == path && r.Size == size && r.Error == "" && r.Mpps > 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// Compute fills in the ratios and judges the goals.
+func (rep *Report) Compute() {
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		r.RatioOVS, r.RatioCeiling = 0, 0
+		if r.Error != "" || r.System == SystemCeiling {
+			continue
+		}
+		if o := rep.find(SystemOVS, r.Path, r.Size); o != nil {
+			r.RatioOVS = r.Mpps / o.Mpps
+		}
+		if c := rep.find(SystemCeiling, PathFwd, r.Size); c != nil {
+			r.RatioCeiling = r.Mpps / c.Mpps
+		}
+	}
+	rep.Goals = nil
+	for _, p := range []string{PathEncap, PathDecap} {
+		for _, g := range []Goal{
+			{What: "xswitch ≥ 1.5× OVS AF_XDP", Against: SystemOVS, Target: 1.5},
+			{What: "xswitch ≥ 0.9× xsk l2fwd ceiling", Against: SystemCeiling, Target: 0.9},
+		} {
+			g.Path, g.Size = p, 64
+			x := rep.find(SystemXswitch, p, 64)
+			switch {
+			case x == nil:
+				g.Missing = true
+			case g.Against == SystemOVS && x.RatioOVS > 0:
+				g.Measured = x.RatioOVS
+			case g.Against == SystemCeiling && x.RatioCeiling > 0:
+				g.Measured = x.RatioCeiling
+			default:
+				g.Missing = true
+			}
+			g.Met = !g.Missing && g.Measured >= g.Target
+			rep.Goals = append(rep.Goals, g)
+		}
+	}
+}
+
+// WriteJSON writes the report, indented, to path.
+func (rep *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: encode: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("report: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadJSON reads a report written by WriteJSON.
+func ReadJSON(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("report: decode %s: %w", path, err)
+	}
+	return &rep, nil
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// sorted returns the results ordered by path, size and system.
+func (rep *Report) sorted() []Result {
+	order := map[string]int{PathEncap: 0, PathDecap: 1, PathLocal: 2, PathFwd: 3,
+		SystemXswitch: 0, SystemOVS: 1, SystemCeiling: 2}
+	rs := append([]Result(nil), rep.Results...)
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
+		if a.Path != b.Path {
+			return order[a.Path] < order[b.Path]
+		}
+		if a.Size != b.Size {
+			return a.Size < b.Size
+		}
+		return order[a.System] < order[b.System]
+	})
+	return rs
+}
+
+// Table writes the results as an aligned text table, then the goals.
+func (rep *Report) Table(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tsize\tsystem\tMpps\tspread\tGbps\toffered\tloss\tCPU ns/pkt\tcycles/pkt\t×OVS\t×l2fwd\t")
+	for _, r := range rep.sorted() {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\t\n", r.Path, r.Size, r.System, firstLine(r.Error))
+			continue
+		}
+		cyc := "-"
+		if r.CyclesPerPkt > 0 {
+			cyc = fmt.Sprintf("%.0f", r.CyclesPerPkt)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.1f%%\t%.2f\t%.3f\t%.1f%%\t%.0f\t%s\t%s\t%s\t\n",
+			r.Path, r.Size, r.System, r.Mpps, r.SpreadPct, r.Gbps, r.OfferedMpps, r.LossPct,
+			r.CPUNsPerPkt, cyc, ratio(r.RatioOVS), ratio(r.RatioCeiling))
+	}
+	tw.Flush()
+	if len(rep.Goals) > 0 {
+		fmt.Fprintln(w, "\ngoals (64-byte frames):")
+		for _, g := range rep.Goals {
+			fmt.Fprintf(w, "  %-6s %-34s %s\n", g.Path, g.What, g.Verdict())
+		}
+	}
+}
+
+// Verdict is "met (1.62×)", "NOT met (0.81×)" or "not measured".
+func (g Goal) Verdict() string {
+	switch {
+	case g.Missing:
+		return "not measured"
+	case g.Met:
+		return fmt.Sprintf("met (%.2f×)", g.Measured)
+	default:
+		return fmt.Sprintf("NOT met (%.2f×)", g.Measured)
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return s
+}
