@@ -60,18 +60,20 @@ for i in 1 2; do
 	vsctl $i add-br br0 -- set bridge br0 datapath_type=netdev
 	vsctl $i add-port br0 p1 -- set interface p1 type=afxdp options:xdp-mode=native
 	ip -n $P-h$i addr add 198.18.0.$i/24 dev br0
+	ip -n $P-h$i addr add 2001:2::$i/64 dev br0 nodad
 	ip -n $P-h$i link set br0 up
 	vsctl $i add-br br1 -- set bridge br1 datapath_type=netdev
 	ip -n $P-h$i addr add 198.19.0.$i/24 dev br1
 	ip -n $P-h$i link set br1 up
 done
 
-# setport OPTIONS...: (re)create geneve1 on both ends with the given options.
+# setport PREFIX OPTIONS...: (re)create geneve1 on both ends, remote PREFIX<other host>.
 setport() {
+	local pfx=$1; shift
 	for i in 1 2; do
 		local r=$((3 - i))
 		vsctl $i --if-exists del-port br1 geneve1
-		vsctl $i add-port br1 geneve1 -- set interface geneve1 type=geneve options:remote_ip=198.18.0.$r "$@"
+		vsctl $i add-port br1 geneve1 -- set interface geneve1 type=geneve options:remote_ip=$pfx$r "$@"
 	done
 	sleep 1
 }
@@ -90,14 +92,19 @@ capture() {
 	kill -INT $tp
 	wait $tp || true
 	cp "$TMP/$name.pcap" "$OUT/$name.pcap"
-	tshark -r "$OUT/$name.pcap" -T fields -e ip.src -e ip.dst -e udp.srcport -e geneve.vni \
+	tshark -r "$OUT/$name.pcap" -T fields -e ip.src -e ipv6.src -e udp.srcport -e udp.checksum -e geneve.vni \
 		-e geneve.proto_type -e geneve.option.class -e geneve.option.type 2>/dev/null | head -4
 }
 
-setport
+setport 198.18.0.
 capture ovs-geneve-vni0
-setport options:key=5000
+setport 198.18.0. options:key=5000
 capture ovs-geneve-key5000
+setport 2001:2:: options:key=5000
+capture ovs-geneve6-key5000
+setport 2001:2:: options:key=5000 options:csum=true
+capture ovs-geneve6-key5000-csum
+setport 198.18.0. options:key=5000
 
 # Geneve option from OVS: map class 0x0102 type 0x80 (critical), 4 bytes, to
 # tun_metadata0 and set it on every frame sent from br1's LOCAL port; both ends
