@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"testing"
 )
 
@@ -18,6 +19,19 @@ func fuzzSeeds(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, 14))
+	// Real frames from Open vSwitch (testdata/ovs-*.pcap).
+	files, _ := filepath.Glob("testdata/ovs-*.pcap")
+	for _, file := range files {
+		frames, err := readPcap(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i, fr := range frames {
+			if i < 4 {
+				f.Add(fr)
+			}
+		}
+	}
 }
 
 // FuzzDecap: Decap never panics, and what it accepts is consistent: offsets
