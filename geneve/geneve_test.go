@@ -376,6 +376,20 @@ func TestVLANAndPadding(t *testing.T) {
 	}
 }
 
+func TestIPv4HeaderOptions(t *testing.T) {
+	// A valid outer IPv4 header with options (IHL 6) decodes; the options are skipped.
+	inner := innerFrame(rand.New(rand.NewPCG(4, 4)), false, 30)
+	f := encapsulate(mustEncap(t, testConfig(false)), inner)
+	g := append(append(append([]byte{}, f[:EthLen+20]...), 1, 1, 1, 0), f[EthLen+20:]...) // NOP NOP NOP EOL
+	g[EthLen] = 0x46
+	binary.BigEndian.PutUint16(g[EthLen+2:], binary.BigEndian.Uint16(g[EthLen+2:])+4)
+	setIPv4Checksum(g[EthLen:])
+	var d Decoded
+	if drop := Decap(g, &d); drop != DropNone || d.VNI != 5000 || !bytes.Equal(g[d.InnerOff:d.InnerOff+d.InnerLen], inner) {
+		t.Fatalf("IHL 6: %v %+v", drop, d)
+	}
+}
+
 func TestOptions(t *testing.T) {
 	var b []byte
 	var err error
