@@ -150,7 +150,7 @@ func (rep *Report) Compute() {
 		if r.Error != "" || r.System == SystemCeiling {
 			continue
 		}
-		if o := rep.find(SystemOVS, r.Path, r.Size); o != nil {
+		if o := rep.find(SystemOVS, r.Path, r.Size); o != nil && r.System != SystemOVS {
 			r.RatioOVS = r.Mpps / o.Mpps
 		}
 		if c := rep.find(SystemCeiling, PathFwd, r.Size); c != nil {

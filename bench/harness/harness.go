@@ -1,0 +1,411 @@
+// Package harness drives `make bench`: for each system (xswitch, Open
+// vSwitch's AF_XDP userspace datapath, the xsk l2fwd ceiling), path (encap,
+// decap, local; fwd for the ceiling) and frame size it builds the topology
+// generator → switch → sink in namespaces, pins the switch to one CPU and
+// the generator to the other, learns the destination MACs, warms up, then
+// measures the forwarded rate at the sink over fixed intervals and reports
+// the median and spread (package report).
+//
+// The harness is driven from Go tests (bench_test.go): the namespace,
+// Open vSwitch and xswitch helpers it uses clean up through testing.TB.
+// bench/run.sh builds the test binary and runs TestBench with the options
+// from the environment.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"xswitch/bench/internal/frames"
+	"xswitch/bench/internal/gen"
+	"xswitch/bench/internal/rawsend"
+	"xswitch/bench/internal/report"
+	"xswitch/bench/internal/xdpcount"
+	"xswitch/geneve"
+	"xswitch/internal/testnet"
+)
+
+// Options of a benchmark run.
+type Options struct {
+	Systems  []string // report.SystemXswitch, SystemOVS, SystemCeiling
+	Paths    []string // encap, decap, local (the ceiling always runs path fwd)
+	Sizes    []int
+	Runs     int
+	Interval time.Duration
+	Warmup   time.Duration
+	Flows    int
+	GenCPU   int
+	SwCPU    int
+	Backend  gen.Backend // generator backend
+	Log      func(format string, args ...any)
+}
+
+// System is one switch under test.
+type System interface {
+	Name() string
+	// Start brings the switch up in tp.SW, forwarding tp.In ↔ tp.Out for
+	// tp.Path, pinned to cpu. It sets tp.UnderlayMAC when the switch's
+	// underlay MAC is not the interface's. Cleanup goes through t.
+	Start(t testing.TB, tp *Topo, cpu int) error
+	// Mode describes how the system runs its ports (after Start).
+	Mode() string
+}
+
+// Bench accumulates results.
+type Bench struct {
+	Opt    Options
+	Report report.Report
+	mu     sync.Mutex
+	perfOK bool
+}
+
+// New returns a Bench with o's defaults filled in.
+func New(o Options) *Bench {
+	if o.Runs <= 0 {
+		o.Runs = 3
+	}
+	if o.Interval <= 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = time.Second
+	}
+	if o.Flows <= 0 {
+		o.Flows = 16
+	}
+	if o.Backend == "" {
+		o.Backend = gen.BackendXSK
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	b := &Bench{Opt: o}
+	b.perfOK = PerfCyclesWork()
+	b.Report = report.Report{
+		Time: time.Now().UTC(), Host: HostInfo(), Runs: o.Runs, IntervalSec: o.Interval.Seconds(),
+		WarmupSec: o.Warmup.Seconds(), Flows: o.Flows, SwitchCPU: o.SwCPU, GenCPU: o.GenCPU,
+		CPUMethod: "/proc/<pid>/stat utime+stime of every process in the switch namespace",
+	}
+	if b.perfOK {
+		b.Report.CPUMethod = fmt.Sprintf("perf stat -C %d -e cycles", o.SwCPU)
+	} else {
+		b.Report.Notes = append(b.Report.Notes, "perf stat -e cycles is not supported here (no PMU in this VM): CPU time per packet from /proc/<pid>/stat instead of cycles")
+	}
+	return b
+}
+
+func (b *Bench) add(r report.Result) {
+	b.mu.Lock()
+	b.Report.Results = append(b.Report.Results, r)
+	b.mu.Unlock()
+}
+
+// Spec returns the generator frames for path and size.
+func Spec(tp *Topo, size, flows int) (frames.Spec, error) {
+	s := frames.Spec{Size: size, Flows: flows, SrcMAC: FlowMAC, DstMAC: SinkMAC,
+		SrcIP: InnerSrcIP, DstIP: InnerDstIP, SrcPort: 1024, DstPort: 5001}
+	switch tp.Path {
+	case report.PathEncap:
+		s.DstMAC = RemoteVMMAC
+	case report.PathDecap:
+		c := geneve.DefaultEncapConfig()
+		c.SrcMAC, c.DstMAC = GenMAC, tp.UnderlayMAC
+		c.Src, c.Dst = PeerUnderlayIP, SwitchUnderlayIP
+		c.VNI = VNI
+		e, err := geneve.NewEncapsulator(c)
+		if err != nil {
+			return s, err
+		}
+		s.Encap = e
+	}
+	return s, nil
+}
+
+// Learn sends frames in the reverse direction so that the switch learns
+// where the destination MAC of the generator's frames lives.
+func Learn(tp *Topo) error {
+	var f []byte
+	bcast := [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	spec := frames.Spec{Size: 64, Flows: 1, SrcMAC: SinkMAC, DstMAC: bcast, SrcIP: InnerDstIP, DstIP: InnerSrcIP, SrcPort: 5001, DstPort: 1024}
+	switch tp.Path {
+	case report.PathFwd:
+		return nil
+	case report.PathEncap:
+		// A frame from the VM behind the tunnel, arriving Geneve-encapsulated
+		// from the sink (the remote tunnel endpoint).
+		c := geneve.DefaultEncapConfig()
+		c.SrcMAC, c.DstMAC = SinkMAC, tp.UnderlayMAC
+		c.Src, c.Dst = PeerUnderlayIP, SwitchUnderlayIP
+		c.VNI = VNI
+		e, err := geneve.NewEncapsulator(c)
+		if err != nil {
+			return err
+		}
+		spec.SrcMAC, spec.Encap = RemoteVMMAC, e
+	}
+	fs, err := frames.Build(spec)
+	if err != nil {
+		return err
+	}
+	f = fs[0]
+	for i := 0; i < 3; i++ {
+		if err := testnet.Do(tp.Sink, func() error { return rawsend.Send(tp.SinkIf, [][]byte{f}, 1) }); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// RunSystem measures sys on path at every size in b.Opt.Sizes, each in the
+// same topology, and records the results (or the error) in the report.
+func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
+	t.Helper()
+	tp := NewTopo(t, path)
+	fail := func(err error) {
+		for _, size := range b.Opt.Sizes {
+			b.add(report.Result{System: sys.Name(), Path: path, Size: size, Error: err.Error()})
+		}
+		t.Errorf("%s %s: %v", sys.Name(), path, err)
+	}
+	if err := sys.Start(t, tp, b.Opt.SwCPU); err != nil {
+		fail(fmt.Errorf("start: %w", err))
+		return
+	}
+	var ctr *xdpcount.Counter
+	if err := testnet.Do(tp.Sink, func() (err error) { ctr, err = xdpcount.Attach(tp.SinkIf, "native"); return err }); err != nil {
+		fail(err)
+		return
+	}
+	defer ctr.Close()
+	if err := Learn(tp); err != nil {
+		fail(fmt.Errorf("learn: %w", err))
+		return
+	}
+	for _, size := range b.Opt.Sizes {
+		r := b.measure(t, tp, sys, ctr, size)
+		if r.Error != "" {
+			t.Errorf("%s %s %d: %s", sys.Name(), path, size, r.Error)
+		}
+		b.add(r)
+	}
+}
+
+// measure runs the generator at full speed on tp and samples the sink.
+func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counter, size int) report.Result {
+	o := b.Opt
+	r := report.Result{System: sys.Name(), Path: tp.Path, Size: size, Mode: sys.Mode()}
+	spec, err := Spec(tp, size, o.Flows)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.SinkFrameLen = size
+	if tp.Path == report.PathEncap {
+		r.SinkFrameLen = size + geneve.IPv4Overhead
+	}
+	fs, err := frames.Build(spec)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var g *gen.Generator
+	if err := testnet.Do(tp.Gen, func() (err error) {
+		g, err = gen.Open(gen.Config{Interface: tp.GenIf, Frames: fs, CPU: o.GenCPU, Backend: o.Backend, Logger: zap.NewNop()})
+		return err
+	}); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	defer g.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("generator: %v", err)
+		}
+	}()
+
+	time.Sleep(o.Warmup)
+	pids := func() []int { return NamespacePIDs(tp.SW) }
+	var offered, cpuNs, cycles []float64
+	var cpuUtil []float64
+	for run := 0; run < o.Runs; run++ {
+		var perf *PerfCycles
+		if b.perfOK {
+			perf = StartPerfCycles(o.SwCPU, o.Interval)
+		}
+		p := pids()
+		cpu0 := ProcCPU(p)
+		c0, err := ctr.Read()
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		s0, t0 := g.Sent(), time.Now()
+		time.Sleep(o.Interval)
+		c1, err := ctr.Read()
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		s1, t1 := g.Sent(), time.Now()
+		cpu1 := ProcCPU(p)
+		dt := t1.Sub(t0).Seconds()
+		d := c1.Sub(c0)
+		mpps := float64(d.Packets) / dt / 1e6
+		r.RunsMpps = append(r.RunsMpps, mpps)
+		offered = append(offered, float64(s1-s0)/dt/1e6)
+		if d.Packets > 0 {
+			cpuNs = append(cpuNs, float64(cpu1-cpu0)/float64(d.Packets))
+			if perf != nil {
+				if c, err := perf.Wait(); err == nil {
+					cycles = append(cycles, float64(c)/float64(d.Packets))
+				} else {
+					t.Logf("perf: %v", err)
+				}
+			}
+		}
+		cpuUtil = append(cpuUtil, float64(cpu1-cpu0)/float64(t1.Sub(t0).Nanoseconds())*100)
+		o.Log("  %-8s %-6s %5d B  run %d: %7.3f Mpps forwarded, %7.3f Mpps offered", sys.Name(), tp.Path, size, run+1, mpps, offered[len(offered)-1])
+	}
+	r.Finish(offered)
+	r.CPUNsPerPkt = report.Median(cpuNs)
+	r.CPUUtilPct = report.Median(cpuUtil)
+	r.CyclesPerPkt = report.Median(cycles)
+	if r.Mpps == 0 {
+		r.Error = fmt.Sprintf("nothing forwarded (generator offered %.3f Mpps)", r.OfferedMpps)
+	}
+	return r
+}
+
+// NamespacePIDs lists the processes in ns (ip netns pids).
+func NamespacePIDs(ns string) []int {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// clockTick is USER_HZ: /proc/<pid>/stat times are in these units.
+const clockTick = 100
+
+// ProcCPU returns the user+system CPU time of pids (all their threads) in ns.
+func ProcCPU(pids []int) int64 {
+	var total int64
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += (ut + st) * (1e9 / clockTick)
+	}
+	return total
+}
+
+// PerfCyclesWork reports whether `perf stat -e cycles` counts here.
+func PerfCyclesWork() bool {
+	out, err := exec.Command("perf", "stat", "-x,", "-e", "cycles", "true").CombinedOutput()
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) > 2 && strings.HasPrefix(f[2], "cycles") {
+			_, err := strconv.ParseUint(f[0], 10, 64)
+			return err == nil
+		}
+	}
+	return false
+}
+
+// PerfCycles is a running `perf stat -C cpu -e cycles`.
+type PerfCycles struct {
+	cmd *exec.Cmd
+	out strings.Builder
+}
+
+// StartPerfCycles counts cycles on cpu for d.
+func StartPerfCycles(cpu int, d time.Duration) *PerfCycles {
+	p := &PerfCycles{}
+	p.cmd = exec.Command("perf", "stat", "-x,", "-C", strconv.Itoa(cpu), "-e", "cycles", "--", "sleep", fmt.Sprintf("%.3f", d.Seconds()))
+	p.cmd.Stderr = &p.out
+	if err := p.cmd.Start(); err != nil {
+		p.cmd = nil
+	}
+	return p
+}
+
+// Wait returns the cycles counted.
+func (p *PerfCycles) Wait() (uint64, error) {
+	if p.cmd == nil {
+		return 0, fmt.Errorf("perf did not start")
+	}
+	if err := p.cmd.Wait(); err != nil {
+		return 0, fmt.Errorf("perf stat: %w: %s", err, p.out.String())
+	}
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) > 2 && strings.HasPrefix(f[2], "cycles") {
+			return strconv.ParseUint(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("perf stat: no cycles in %q", p.out.String())
+}
+
+// HostInfo describes this machine.
+func HostInfo() report.Host {
+	h := report.Host{NumCPU: numCPU(), Go: goVersion()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if i := strings.IndexByte(line, ':'); i >= 0 {
+					h.CPU = strings.TrimSpace(line[i+1:])
+				}
+				break
+			}
+		}
+	}
+	return h
+}
+
+// Pin moves every thread of pid to cpu (taskset -a -p).
+func Pin(pid, cpu int) error {
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(cpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		return fmt.Errorf("taskset pid %d to CPU %d: %w: %s", pid, cpu, err, out)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"xswitch/bench/internal/report"
+	"xswitch/internal/testnet"
+)
+
+// Fixed addresses of the benchmark topology (198.18.0.0/15 only).
+var (
+	SwitchUnderlayIP = netip.MustParseAddr("198.18.1.1") // the switch's tunnel endpoint
+	PeerUnderlayIP   = netip.MustParseAddr("198.18.1.2") // the other tunnel endpoint: the sink (encap) or the generator (decap)
+	UnderlayPrefix   = 24
+	VNI              = uint32(5000)
+
+	GenMAC      = [6]byte{0x02, 0xbe, 0x00, 0x01, 0x00, 0x01} // the generator interface (outer source on decap)
+	FlowMAC     = [6]byte{0x02, 0xbe, 0x00, 0x00, 0x00, 0x01} // inner source MAC of flow 0 (flow i adds i)
+	SinkMAC     = [6]byte{0x02, 0xbe, 0x00, 0x02, 0x00, 0x01} // the sink interface: a VM on local paths, the remote endpoint on encap
+	RemoteVMMAC = [6]byte{0x02, 0xbe, 0x00, 0x03, 0x00, 0x01} // a VM behind the tunnel (encap destination)
+	SwitchMAC   = [6]byte{0x02, 0xbe, 0x00, 0x04, 0x00, 0x01} // the switch's underlay interface
+	InnerSrcIP  = netip.MustParseAddr("198.19.0.1")
+	InnerDstIP  = netip.MustParseAddr("198.19.1.1")
+)
+
+// MTU of every veth: a 1500-byte inner frame plus 50 bytes of Geneve fits.
+const MTU = 1600
+
+// Topo is the namespaces and veth pairs of one (system, path):
+//
+//	gen ns: GenIf ──veth── In (switch ns) [switch] Out ──veth── SinkIf (sink ns)
+//
+// One queue per veth, so one poller / PMD thread handles each port.
+type Topo struct {
+	Net            *testnet.Net
+	Path           string
+	Gen, SW, Sink  string // namespaces
+	GenIf, SinkIf  string
+	In, Out        string // switch-side interfaces
+	UnderlayMAC    [6]byte
+	UnderlayIsIn   bool // decap: the generator is the remote tunnel endpoint
+	UnderlayIsOut  bool // encap: the sink is the remote tunnel endpoint
+	VMIfs          []string
+	UnderlayIf     string
+}
+
+// NewTopo builds the topology for path in fresh namespaces owned by t.
+func NewTopo(t testing.TB, path string) *Topo {
+	t.Helper()
+	n := testnet.New(t)
+	tp := &Topo{Net: n, Path: path, GenIf: "g0", SinkIf: "s0"}
+	tp.Gen, tp.SW, tp.Sink = n.NS("gen"), n.NS("sw"), n.NS("sink")
+	switch path {
+	case report.PathEncap:
+		tp.In, tp.Out, tp.UnderlayIsOut = "vm0", "ul0", true
+		tp.VMIfs, tp.UnderlayIf = []string{"vm0"}, "ul0"
+	case report.PathDecap:
+		tp.In, tp.Out, tp.UnderlayIsIn = "ul0", "vm0", true
+		tp.VMIfs, tp.UnderlayIf = []string{"vm0"}, "ul0"
+	case report.PathLocal:
+		tp.In, tp.Out = "vm0", "vm1"
+		tp.VMIfs = []string{"vm0", "vm1"}
+	case report.PathFwd:
+		tp.In, tp.Out = "in0", "out0"
+	default:
+		t.Fatalf("harness: unknown path %q", path)
+	}
+	for _, ns := range []string{tp.Gen, tp.SW, tp.Sink} {
+		// No IPv6 autoconfiguration chatter crossing the switch during runs.
+		n.Run(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1")
+	}
+	n.Veth(tp.Gen, tp.GenIf, tp.SW, tp.In, 1)
+	n.Veth(tp.SW, tp.Out, tp.Sink, tp.SinkIf, 1)
+	setLink := func(ns, dev string, mac [6]byte) {
+		args := []string{"link", "set", "dev", dev, "mtu", fmt.Sprint(MTU)}
+		if mac != ([6]byte{}) {
+			args = append(args, "address", net.HardwareAddr(mac[:]).String())
+		}
+		n.Run(ns, "ip", args...)
+	}
+	setLink(tp.Gen, tp.GenIf, GenMAC)
+	setLink(tp.Sink, tp.SinkIf, SinkMAC)
+	setLink(tp.SW, tp.In, [6]byte{})
+	setLink(tp.SW, tp.Out, [6]byte{})
+	if tp.UnderlayIf != "" {
+		setLink(tp.SW, tp.UnderlayIf, SwitchMAC)
+		tp.UnderlayMAC = SwitchMAC
+		peer := tp.Sink + " " + tp.SinkIf
+		if tp.UnderlayIsIn {
+			peer = tp.Gen + " " + tp.GenIf
+		}
+		f := strings.Fields(peer)
+		n.Run(f[0], "ip", "addr", "add", fmt.Sprintf("%v/%d", PeerUnderlayIP, UnderlayPrefix), "dev", f[1])
+	}
+	return tp
+}
+
+// PeerMAC is the MAC of the remote tunnel endpoint (sink on encap, generator on decap).
+func (tp *Topo) PeerMAC() [6]byte {
+	if tp.UnderlayIsIn {
+		return GenMAC
+	}
+	return SinkMAC
+}
+
+// InterfaceMAC reads a device's MAC inside ns.
+func InterfaceMAC(ns, dev string) ([6]byte, error) {
+	out, err := testnet.Try(ns, "cat", "/sys/class/net/"+dev+"/address")
+	if err != nil {
+		return [6]byte{}, err
+	}
+	hw, err := net.ParseMAC(strings.TrimSpace(out))
+	if err != nil || len(hw) != 6 {
+		return [6]byte{}, fmt.Errorf("MAC of %s in %s: %q", dev, ns, out)
+	}
+	return [6]byte(hw), nil
+}
