@@ -36,16 +36,16 @@ const MTU = 1600
 //
 // One queue per veth, so one poller / PMD thread handles each port.
 type Topo struct {
-	Net            *testnet.Net
-	Path           string
-	Gen, SW, Sink  string // namespaces
-	GenIf, SinkIf  string
-	In, Out        string // switch-side interfaces
-	UnderlayMAC    [6]byte
-	UnderlayIsIn   bool // decap: the generator is the remote tunnel endpoint
-	UnderlayIsOut  bool // encap: the sink is the remote tunnel endpoint
-	VMIfs          []string
-	UnderlayIf     string
+	Net           *testnet.Net
+	Path          string
+	Gen, SW, Sink string // namespaces
+	GenIf, SinkIf string
+	In, Out       string // switch-side interfaces
+	UnderlayMAC   [6]byte
+	UnderlayIsIn  bool // decap: the generator is the remote tunnel endpoint
+	UnderlayIsOut bool // encap: the sink is the remote tunnel endpoint
+	VMIfs         []string
+	UnderlayIf    string
 }
 
 // NewTopo builds the topology for path in fresh namespaces owned by t.
