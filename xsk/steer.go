@@ -185,8 +185,8 @@ func AttachSteering(c SteerConfig) (*Steering, error) {
 }
 
 func foreignProgramError(ifname string, id uint32) error {
-	return fmt.Errorf("steering: interface %s already has an XDP program attached (program id %d); "+
-		"refusing to replace a program xswitch did not attach: stop its owner or detach it (ip link set dev %s xdp off)",
+	return fmt.Errorf("steering: interface %s already has an XDP program attached (program id %d); refusing to replace it: "+
+		"stop the process that owns it (another xswitch?) or, if it is stale, detach it (ip link set dev %s xdp off)",
 		ifname, id, ifname)
 }
 
@@ -296,9 +296,9 @@ func (s *Steering) attach(mode XDPMode) error {
 		// Another program got attached since the check in AttachSteering.
 		return fmt.Errorf("attach XDP: another XDP program is attached to %s: %w", s.ifname, err)
 	case mode == XDPNative:
-		return fmt.Errorf("native (driver) XDP is not available on %s (use XDPAuto or XDPGeneric): %w", s.ifname, err)
+		return fmt.Errorf("native (driver) XDP is not available (use XDPAuto or XDPGeneric): %w", err)
 	case mode == XDPGeneric:
-		return fmt.Errorf("generic XDP is not available on %s: %w", s.ifname, err)
+		return fmt.Errorf("generic XDP is not available: %w", err)
 	}
 	return fmt.Errorf("attach XDP (native, then generic): %w", err)
 }

@@ -546,6 +546,7 @@ func TestSteerAttachModes(t *testing.T) {
 					s.Close()
 					t.Fatalf("attach succeeded (%v), want an error", c.mode)
 				}
+				t.Logf("error: %v", err)
 				for _, w := range c.wantErr {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q does not say %q", err, w)
@@ -595,6 +596,7 @@ func TestSteerRefusesForeignProgram(t *testing.T) {
 			s.Close()
 			t.Fatalf("%s: AttachSteering replaced a foreign program", how)
 		}
+		t.Logf("%s: %v", how, err)
 		for _, w := range wantWords {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error %q does not say %q", how, err, w)

@@ -1,0 +1,85 @@
+package xsk
+
+import (
+	"bufio"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"xswitch/internal/testnet"
+)
+
+// TestSteerKill9LeavesNoProgram: a process that attached the steering
+// program through a BPF link and dies by SIGKILL leaves no XDP program on
+// the interface.
+func TestSteerKill9LeavesNoProgram(t *testing.T) {
+	sn := newSteerNet(t, 2)
+	bin := filepath.Join(t.TempDir(), "steerhold")
+	if out, err := exec.Command("go", "build", "-o", bin, "./internal/steerhold").CombinedOutput(); err != nil {
+		t.Fatalf("build steerhold: %v: %s", err, out)
+	}
+	for round := 0; round < 2; round++ { // the interface is reusable after the kill
+		cmd := testnet.Cmd(sn.a, bin, "sa0")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// ip netns exec execs the helper: cmd.Process is the helper itself.
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		line := make(chan string, 1)
+		go func() {
+			l, _ := bufio.NewReader(stdout).ReadString('\n')
+			line <- l
+		}()
+		select {
+		case l := <-line:
+			if !strings.HasPrefix(l, "attached native bpf_link") {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("helper said %q (stderr %q)", l, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("helper did not attach (stderr %q)", stderr.String())
+		}
+		if shown := steerXDPShown(t, sn.a, "sa0"); shown == "" {
+			t.Fatal("helper reports attached, but ip link shows no XDP program")
+		} else {
+			t.Logf("round %d: attached: %s", round, shown)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("helper did not die by SIGKILL: %v", err)
+		}
+		// The link is released with the process's files; allow the kernel a moment.
+		var shown string
+		for i := 0; i < 50; i++ {
+			if shown = steerXDPShown(t, sn.a, "sa0"); shown == "" {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if shown != "" {
+			t.Fatalf("after kill -9 ip -n %s link show dev sa0 still shows %q", sn.a, shown)
+		}
+		out, err := exec.Command("ip", "-n", sn.a, "link", "show", "dev", "sa0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -n %s link show dev sa0: %v: %s", sn.a, err, out)
+		}
+		if strings.Contains(string(out), "xdp") {
+			t.Fatalf("after kill -9: %s", out)
+		}
+	}
+	// And traffic reaches the kernel again.
+	steerPing(t, sn.b, "198.18.0.1")
+}
