@@ -106,6 +106,7 @@ func TestBench(t *testing.T) {
 		SwCPU:    envInt(t, "BENCH_SWITCH_CPU", 1),
 		Backend:  gen.Backend(envList("BENCH_BACKEND", []string{string(gen.BackendXSK)})[0]),
 		Log:      func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+		Profile:  os.Getenv("BENCH_PROFILE") != "0",
 	}
 	for _, s := range envList("BENCH_SIZES", sizes) {
 		n, err := strconv.Atoi(s)
@@ -124,6 +125,7 @@ func TestBench(t *testing.T) {
 	b.Report.Compute()
 	fmt.Println()
 	b.Report.Table(os.Stdout)
+	b.Report.WriteProfiles(os.Stdout, 12)
 	fmt.Printf("\nbenchmark took %v\n", time.Since(start).Round(time.Second))
 
 	out := os.Getenv("BENCH_OUT")

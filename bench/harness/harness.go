@@ -46,7 +46,11 @@ type Options struct {
 	GenCPU   int
 	SwCPU    int
 	Backend  gen.Backend // generator backend
-	Log      func(format string, args ...any)
+	// Profile records where the switch's CPU goes (perf record, cpu-clock)
+	// for ProfileTime after the runs at 64 bytes on encap and decap.
+	Profile     bool
+	ProfileTime time.Duration
+	Log         func(format string, args ...any)
 }
 
 // System is one switch under test.
@@ -84,6 +88,9 @@ func New(o Options) *Bench {
 	}
 	if o.Backend == "" {
 		o.Backend = gen.BackendXSK
+	}
+	if o.ProfileTime <= 0 {
+		o.ProfileTime = 2 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -281,6 +288,17 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 		o.Log("  %-8s %-6s %5d B  run %d: %7.3f Mpps forwarded, %7.3f Mpps offered", sys.Name(), tp.Path, size, run+1, mpps, offered[len(offered)-1])
 	}
 	r.Finish(offered)
+	if o.Profile && size == 64 && (tp.Path == report.PathEncap || tp.Path == report.PathDecap) {
+		top, err := PerfRecord(pids(), o.ProfileTime, 0.5)
+		if err != nil {
+			t.Logf("profile %s %s: %v", sys.Name(), tp.Path, err)
+		} else {
+			b.mu.Lock()
+			b.Report.Profiles = append(b.Report.Profiles, report.Profile{System: sys.Name(), Path: tp.Path, Size: size,
+				Method: fmt.Sprintf("perf record -e cpu-clock -F 1999, every process in the switch namespace, %v at full load", o.ProfileTime), Top: top})
+			b.mu.Unlock()
+		}
+	}
 	r.CPUNsPerPkt = report.Median(cpuNs)
 	r.CPUUtilPct = report.Median(cpuUtil)
 	r.CyclesPerPkt = report.Median(cycles)

@@ -32,3 +32,7 @@ func numCPU() int {
 }
 
 func goVersion() string { return runtime.Version() }
+
+func envBinDir() string { return os.Getenv("BENCH_BIN_DIR") }
+
+var osMkdirTemp = os.MkdirTemp

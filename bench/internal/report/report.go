@@ -122,6 +122,7 @@ type Report struct {
 	Notes       []string  `json:"notes,omitempty"`
 	Results     []Result  `json:"results"`
 	Goals       []Goal    `json:"goals"`
+	Profiles    []Profile `json:"profiles,omitempty"`
 }
 
 // Host describes the machine.
@@ -277,4 +278,39 @@ func firstLine(s string) string {
 		s = s[:100] + "…"
 	}
 	return s
+}
+
+// ProfileEntry is one function of a CPU profile.
+type ProfileEntry struct {
+	Pct    float64 `json:"pct"`
+	Thread string  `json:"thread"`
+	Object string  `json:"object"`
+	Kernel bool    `json:"kernel,omitempty"`
+	Symbol string  `json:"symbol"`
+}
+
+// Profile is where a system spent its CPU while forwarding at full load.
+type Profile struct {
+	System string         `json:"system"`
+	Path   string         `json:"path"`
+	Size   int            `json:"size"`
+	Method string         `json:"method"`
+	Top    []ProfileEntry `json:"top"`
+}
+
+// WriteProfiles prints each profile's top entries.
+func (rep *Report) WriteProfiles(w io.Writer, n int) {
+	for _, p := range rep.Profiles {
+		fmt.Fprintf(w, "\nprofile %s %s %d B (%s):\n", p.System, p.Path, p.Size, p.Method)
+		for i, e := range p.Top {
+			if i == n {
+				break
+			}
+			k := ""
+			if e.Kernel {
+				k = " [kernel]"
+			}
+			fmt.Fprintf(w, "  %6.2f%%  %-16s %s%s\n", e.Pct, e.Thread, e.Symbol, k)
+		}
+	}
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make bench: pinned-CPU throughput of xswitch, Open vSwitch 3.1 AF_XDP and
+# the xsk l2fwd ceiling, in namespaces, in the same run.
+#   QUICK=1                encap and decap at 64 bytes only (< 2 minutes)
+#   BENCH_SYSTEMS=...      subset of: l2fwd,xswitch,ovs
+#   BENCH_PATHS=...        subset of: encap,decap,local
+#   BENCH_SIZES=...        e.g. 64,512,1500
+#   BENCH_RUNS, BENCH_INTERVAL (e.g. 2s), BENCH_WARMUP, BENCH_FLOWS
+#   BENCH_GEN_CPU (0), BENCH_SWITCH_CPU (1)
+# Writes bench/results/<timestamp>.json and docs/bench-chart.svg and prints
+# a table. See docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make bench needs root (namespaces, XDP, AF_XDP, Open vSwitch)" >&2
+  exit 1
+fi
+./.ci/deps
+ncpu=$(nproc --all)
+if [ "$ncpu" -lt 2 ]; then
+  echo "make bench needs two CPUs (generator and switch on separate cores); this machine has $ncpu" >&2
+  exit 1
+fi
+
+mkdir -p bin bench/results
+echo "building..."
+go build -o bin/ ./cmd/xswitch ./bench/pktgen ./bench/sink ./bench/l2fwd
+go test -c -o bin/bench-harness ./bench/harness
+
+export XSWITCH_BENCH=1
+export BENCH_BIN_DIR="$root/bin"
+export BENCH_OUT="${BENCH_OUT:-$root/bench/results}"
+export BENCH_CHART="${BENCH_CHART:-$root/docs/bench-chart.svg}"
+# The harness (and the generator it runs) stays on the generator's CPU; it
+# starts the switches pinned to the switch CPU.
+cd "$root/bench/harness"
+exec taskset -c "${BENCH_GEN_CPU:-0}" "$root/bin/bench-harness" -test.run '^TestBench$' -test.v -test.timeout 30m
