@@ -1,0 +1,5 @@
+//go:build xskready
+
+package main
+
+const xskBuilt = true
