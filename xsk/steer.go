@@ -30,6 +30,7 @@ const (
 	RoleUnderlay
 )
 
+// String gives the role's name as used in logs and configuration ("local", "underlay").
 func (r Role) String() string {
 	switch r {
 	case RoleLocal:
@@ -52,6 +53,7 @@ const (
 	XDPGeneric
 )
 
+// String gives the mode's name as used in logs and configuration ("auto", "native", "generic").
 func (m XDPMode) String() string {
 	switch m {
 	case XDPAuto:
@@ -310,7 +312,10 @@ func linkUnsupported(err error) bool {
 }
 
 // Register puts the AF_XDP socket fd, bound to queue of this interface, into
-// the XSKMAP: frames the program accepts on that queue now go to it.
+// the XSKMAP: frames the program accepts on that queue now go to it. The
+// kernel cannot tell us how fd is bound (AF_XDP has no getsockname); a
+// socket bound to another interface or queue gets nothing, and the kernel
+// drops what is redirected to it.
 func (s *Steering) Register(queue, fd int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,11 @@ import (
 func TestSteerKill9LeavesNoProgram(t *testing.T) {
 	sn := newSteerNet(t, 2)
 	bin := filepath.Join(t.TempDir(), "steerhold")
-	if out, err := exec.Command("go", "build", "-o", bin, "./internal/steerhold").CombinedOutput(); err != nil {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	if out, err := exec.Command(goBin, "build", "-o", bin, "./internal/steerhold").CombinedOutput(); err != nil {
 		t.Fatalf("build steerhold: %v: %s", err, out)
 	}
 	for round := 0; round < 2; round++ { // the interface is reusable after the kill
