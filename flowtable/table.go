@@ -263,6 +263,7 @@ func New(c Config) *Table {
 		evictIdle: secondsCeil(c.EvictIdle),
 		max:       int64(c.MaxEntries),
 	}
+	adviseHugePages(t.slots)
 	return t
 }
 
@@ -322,8 +323,23 @@ func (t *Table) aged(k, v uint64, now uint32) bool {
 // writes. Entries aged relative to the latest time the table was given count as
 // absent.
 func (t *Table) Lookup(m MAC) (Dest, bool) {
-	_, k, v, ok := t.locate(uint64(m)&macMask | usedBit)
-	if !ok || t.aged(k, v, t.now.Load()) {
+	id := uint64(m)&macMask | usedBit
+	// Fast path, most hits: the entry sits stable in its home slot.
+	s := &t.slots[t.home(id&macMask)]
+	k := s.key.Load()
+	var v uint64
+	if k&(idMask|verOne) == id {
+		v = s.val.Load()
+		if s.key.Load() != k {
+			_, k, v, _ = t.locate(id)
+		}
+	} else {
+		var ok bool
+		if _, k, v, ok = t.locate(id); !ok {
+			return 0, false
+		}
+	}
+	if k&usedBit == 0 || t.aged(k, v, t.now.Load()) {
 		return 0, false
 	}
 	return Dest(v), true

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package flowtable
+
+var hugePages = false
+
+func adviseHugePages([]slot) {}
