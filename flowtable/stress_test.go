@@ -15,12 +15,20 @@ import (
 // i<<4|k, so a Dest from another entry (a torn read) is detected. Run it with
 // -race as well (make test does not; go test -race ./flowtable does).
 func TestConcurrentNoTornReads(t *testing.T) {
+	// small: room for 64 of 160 MACs; tiny: 4 of 12 MACs in 16 slots, so the
+	// same slots are rekeyed all the time.
+	t.Run("small", func(t *testing.T) { stress(t, 64, 160, 500) })
+	t.Run("tiny", func(t *testing.T) { stress(t, 4, 12, 20) })
+}
+
+// stress: learners advance the clock every tickEvery operations (fast ticks
+// make entries evictable sooner, so slots are rekeyed more often).
+func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
 	ops := 200_000
 	if testing.Short() {
 		ops = 20_000
 	}
-	tb := New(Config{MaxEntries: 64, MaxAge: 4 * time.Second, EvictIdle: time.Second})
-	const nmacs = 160
+	tb := New(Config{MaxEntries: maxEntries, MaxAge: 4 * time.Second, EvictIdle: time.Second})
 	macs := make([]MAC, nmacs)
 	index := map[MAC]int{}
 	r0 := rand.New(rand.NewPCG(1, 1))
@@ -55,7 +63,7 @@ func TestConcurrentNoTornReads(t *testing.T) {
 					k = r.Uint64()
 				}
 				results[tb.Learn(macs[i], dest(i, k), now.Load())].Add(1)
-				if n%500 == 0 {
+				if n%tickEvery == 0 {
 					now.Add(1)
 				}
 			}
