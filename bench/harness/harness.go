@@ -100,7 +100,7 @@ func New(o Options) *Bench {
 	b.Report = report.Report{
 		Time: time.Now().UTC(), Host: HostInfo(), Runs: o.Runs, IntervalSec: o.Interval.Seconds(),
 		WarmupSec: o.Warmup.Seconds(), Flows: o.Flows, SwitchCPU: o.SwCPU, GenCPU: o.GenCPU,
-		CPUMethod: "/proc/<pid>/stat utime+stime of every process in the switch namespace",
+		CPUMethod: "/proc/<pid>/stat utime+stime of every process in the switch namespace and of the NAPI thread of its ingress veth",
 	}
 	if b.perfOK {
 		b.Report.CPUMethod = fmt.Sprintf("perf stat -C %d -e cycles", o.SwCPU)
@@ -194,6 +194,16 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		return
 	}
 	defer ctr.Close()
+	napi, err := ThreadedNAPI(tp.SW, tp.In, b.Opt.SwCPU)
+	if err != nil {
+		fail(err)
+		return
+	}
+	tp.NAPIPIDs = napi
+	if _, err := ThreadedNAPI(tp.Sink, tp.SinkIf, b.Opt.GenCPU); err != nil {
+		fail(err)
+		return
+	}
 	if err := Learn(tp); err != nil {
 		fail(fmt.Errorf("learn: %w", err))
 		return
@@ -245,7 +255,7 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 	}()
 
 	time.Sleep(o.Warmup)
-	pids := func() []int { return NamespacePIDs(tp.SW) }
+	pids := func() []int { return append(NamespacePIDs(tp.SW), tp.NAPIPIDs...) }
 	var offered, cpuNs, cycles []float64
 	var cpuUtil []float64
 	for run := 0; run < o.Runs; run++ {

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"xswitch/bench/internal/report"
@@ -27,6 +31,8 @@ var (
 	InnerDstIP  = netip.MustParseAddr("198.19.1.1")
 )
 
+var topoCounter atomic.Uint32
+
 // MTU of every veth: a 1500-byte inner frame plus 50 bytes of Geneve fits.
 const MTU = 1600
 
@@ -46,26 +52,31 @@ type Topo struct {
 	UnderlayIsOut bool // encap: the sink is the remote tunnel endpoint
 	VMIfs         []string
 	UnderlayIf    string
+	NAPIPIDs      []int // kernel threads doing the switch's receive work (counted as switch CPU)
 }
 
 // NewTopo builds the topology for path in fresh namespaces owned by t.
 func NewTopo(t testing.TB, path string) *Topo {
 	t.Helper()
 	n := testnet.New(t)
-	tp := &Topo{Net: n, Path: path, GenIf: "g0", SinkIf: "s0"}
+	// Interface names are unique on the machine, so that the NAPI kernel
+	// threads of this topology ("napi/<dev>-<id>") can be found by name.
+	id := fmt.Sprintf("%d%d", os.Getpid()%10000, topoCounter.Add(1))
+	tp := &Topo{Net: n, Path: path, GenIf: "g" + id, SinkIf: "s" + id}
 	tp.Gen, tp.SW, tp.Sink = n.NS("gen"), n.NS("sw"), n.NS("sink")
+	vm0, vm1, ul := "vm"+id, "vn"+id, "ul"+id
 	switch path {
 	case report.PathEncap:
-		tp.In, tp.Out, tp.UnderlayIsOut = "vm0", "ul0", true
-		tp.VMIfs, tp.UnderlayIf = []string{"vm0"}, "ul0"
+		tp.In, tp.Out, tp.UnderlayIsOut = vm0, ul, true
+		tp.VMIfs, tp.UnderlayIf = []string{vm0}, ul
 	case report.PathDecap:
-		tp.In, tp.Out, tp.UnderlayIsIn = "ul0", "vm0", true
-		tp.VMIfs, tp.UnderlayIf = []string{"vm0"}, "ul0"
+		tp.In, tp.Out, tp.UnderlayIsIn = ul, vm0, true
+		tp.VMIfs, tp.UnderlayIf = []string{vm0}, ul
 	case report.PathLocal:
-		tp.In, tp.Out = "vm0", "vm1"
-		tp.VMIfs = []string{"vm0", "vm1"}
+		tp.In, tp.Out = vm0, vm1
+		tp.VMIfs = []string{vm0, vm1}
 	case report.PathFwd:
-		tp.In, tp.Out = "in0", "out0"
+		tp.In, tp.Out = "in"+id, "ou"+id
 	default:
 		t.Fatalf("harness: unknown path %q", path)
 	}
@@ -118,4 +129,40 @@ func InterfaceMAC(ns, dev string) ([6]byte, error) {
 		return [6]byte{}, fmt.Errorf("MAC of %s in %s: %q", dev, ns, out)
 	}
 	return [6]byte(hw), nil
+}
+
+// ThreadedNAPI switches dev (in ns) to threaded NAPI and pins its NAPI
+// kernel threads to cpu. On veth, the receive work of a frame (XDP, the copy
+// into an AF_XDP socket) otherwise runs on the CPU of the sender: threaded
+// NAPI puts the switch's receive work on the switch's CPU and the sink's on
+// the generator's, as a NIC's queue interrupt would be steered. dev must
+// have its NAPI instances (veth: an XDP program attached).
+// It returns the pids of those threads.
+func ThreadedNAPI(ns, dev string, cpu int) ([]int, error) {
+	if _, err := testnet.Try(ns, "sh", "-c", "echo 1 > /sys/class/net/"+dev+"/threaded"); err != nil {
+		return nil, fmt.Errorf("threaded NAPI on %s: %w", dev, err)
+	}
+	out, err := exec.Command("ps", "-e", "-o", "pid=,comm=").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ps: %w", err)
+	}
+	var pids []int
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || !strings.HasPrefix(f[1], "napi/"+dev+"-") {
+			continue
+		}
+		pid, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		if out, err := exec.Command("taskset", "-p", "-c", strconv.Itoa(cpu), f[0]).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("pin NAPI thread %d of %s to CPU %d: %w: %s", pid, dev, cpu, err, out)
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no NAPI thread napi/%s-* found", dev)
+	}
+	return pids, nil
 }
