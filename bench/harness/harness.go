@@ -177,13 +177,22 @@ func Learn(tp *Topo) error {
 // same topology, and records the results (or the error) in the report.
 func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 	t.Helper()
-	tp := NewTopo(t, path)
+	recorded := false
 	fail := func(err error) {
+		recorded = true
 		for _, size := range b.Opt.Sizes {
 			b.add(report.Result{System: sys.Name(), Path: path, Size: size, Error: err.Error()})
 		}
 		t.Errorf("%s %s: %v", sys.Name(), path, err)
 	}
+	defer func() {
+		if !recorded { // a helper stopped the test with t.Fatal
+			for _, size := range b.Opt.Sizes {
+				b.add(report.Result{System: sys.Name(), Path: path, Size: size, Error: "set-up failed: see the test log"})
+			}
+		}
+	}()
+	tp := NewTopo(t, path)
 	if err := sys.Start(t, tp, b.Opt.SwCPU); err != nil {
 		fail(fmt.Errorf("start: %w", err))
 		return
@@ -208,6 +217,7 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		fail(fmt.Errorf("learn: %w", err))
 		return
 	}
+	recorded = true
 	for _, size := range b.Opt.Sizes {
 		r := b.measure(t, tp, sys, ctr, size)
 		if r.Error != "" {
