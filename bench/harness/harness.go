@@ -15,6 +15,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -62,6 +63,17 @@ type System interface {
 	Start(t testing.TB, tp *Topo, cpu int) error
 	// Mode describes how the system runs its ports (after Start).
 	Mode() string
+	// Learned reports whether the switch's MAC table holds mac (a system
+	// without one, the ceiling, says true).
+	Learned(mac [6]byte) (bool, error)
+}
+
+// LearnedMAC is the destination of the generator's frames on tp.
+func LearnedMAC(tp *Topo) [6]byte {
+	if tp.Path == report.PathEncap {
+		return RemoteVMMAC
+	}
+	return SinkMAC
 }
 
 // Bench accumulates results.
@@ -216,6 +228,24 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 	if err := Learn(tp); err != nil {
 		fail(fmt.Errorf("learn: %w", err))
 		return
+	}
+	dst := LearnedMAC(tp)
+	for i := 0; ; i++ {
+		ok, err := sys.Learned(dst)
+		if err == nil && ok {
+			break
+		}
+		if i == 20 {
+			fail(fmt.Errorf("destination %v not learned (err %v): the runs would measure flooding", net.HardwareAddr(dst[:]), err))
+			return
+		}
+		if i%5 == 4 {
+			if err := Learn(tp); err != nil {
+				fail(fmt.Errorf("learn: %w", err))
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	recorded = true
 	for _, size := range b.Opt.Sizes {

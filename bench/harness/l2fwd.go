@@ -116,3 +116,6 @@ func (s *L2fwd) Start(t testing.TB, tp *Topo, cpu int) error {
 	}
 	return nil
 }
+
+// Learned implements System: l2fwd has no MAC table.
+func (s *L2fwd) Learned([6]byte) (bool, error) { return true, nil }

@@ -104,3 +104,18 @@ func readPidFile(path string) (int, error) {
 	}
 	return pid, nil
 }
+
+// Learned implements System: mac is in br1's fdb/show.
+func (s *OVS) Learned(mac [6]byte) (bool, error) {
+	es, err := s.o.FDB("br1")
+	if err != nil {
+		return false, err
+	}
+	want := net.HardwareAddr(mac[:]).String()
+	for _, e := range es {
+		if e.MAC == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -84,3 +84,12 @@ func firstLines(s string, n int) string {
 	}
 	return strings.Join(ls, "; ")
 }
+
+// Learned implements System: mac is in `xswitch ctl fdb`.
+func (s *Xswitch) Learned(mac [6]byte) (bool, error) {
+	out, err := s.x.Ctl("fdb")
+	if err != nil {
+		return false, err
+	}
+	return strings.Contains(strings.ToLower(out), net.HardwareAddr(mac[:]).String()), nil
+}
