@@ -17,24 +17,37 @@ import (
 func TestConcurrentNoTornReads(t *testing.T) {
 	// small: room for 64 of 160 MACs; tiny: 4 of 12 MACs in 16 slots, so the
 	// same slots are rekeyed all the time.
-	t.Run("small", func(t *testing.T) { stress(t, 64, 160, 500) })
-	t.Run("tiny", func(t *testing.T) { stress(t, 4, 12, 20) })
+	t.Run("small", func(t *testing.T) { stress(t, 64, 160, 500, 0, 0) })
+	t.Run("tiny", func(t *testing.T) { stress(t, 4, 12, 20, 0, 0) })
+	// clustered: every MAC hashes to slot 0 or 1, so all entries form one
+	// chain and deletes shift entries (the pinned one too) all the time.
+	// Three owned MACs check for false misses (see stress).
+	t.Run("clustered", func(t *testing.T) { stress(t, 8, 12, 20, 2, 3) })
 }
 
 // stress: learners advance the clock every tickEvery operations (fast ticks
-// make entries evictable sooner, so slots are rekeyed more often).
-func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
+// make entries evictable sooner, so slots are rekeyed more often); homes > 0
+// restricts the MACs to those whose home slot is below homes.
+func stress(t *testing.T, maxEntries, nmacs, tickEvery int, homes uint64, owned int) {
 	ops := 200_000
 	if testing.Short() {
 		ops = 20_000
 	}
 	tb := New(Config{MaxEntries: maxEntries, MaxAge: 4 * time.Second, EvictIdle: time.Second})
-	macs := make([]MAC, nmacs)
+	// macs[nmacs] is pinned: a static entry no writer touches, so Lookup must
+	// always find it, however entries around it shift (false-miss check).
+	// macs[nmacs+1:] are owned by one goroutine that adds them as static
+	// entries and deletes them; while one is known present for a whole Lookup,
+	// Lookup must find it (false-miss check for entries shifted under a reader).
+	macs := make([]MAC, nmacs+1+owned)
 	index := map[MAC]int{}
 	r0 := rand.New(rand.NewPCG(1, 1))
 	for i := range macs {
 		for {
 			m := MAC(r0.Uint64()&macMask) &^ (1 << 40)
+			if homes > 0 && tb.home(uint64(m)) >= homes {
+				continue
+			}
 			if _, dup := index[m]; !dup {
 				macs[i], index[m] = m, i
 				break
@@ -46,7 +59,11 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
 	now.Store(1)
 	var stop atomic.Bool
 	var lwg, cwg, rwg sync.WaitGroup
-	var hits, misses, torn atomic.Uint64
+	if err := tb.AddStatic(macs[nmacs], dest(nmacs, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var hits, misses, torn, pinnedMisses, ownedMisses atomic.Uint64
+	state := make([]atomic.Uint64, owned) // odd: the owned MAC is present (AddStatic done, Delete not begun)
 	var results [LearnFull + 1]atomic.Uint64
 
 	// Learners.
@@ -94,6 +111,22 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
 			}
 		}
 	}()
+	// Owner of the owned MACs.
+	cwg.Add(1)
+	go func() {
+		defer cwg.Done()
+		r := rand.New(rand.NewPCG(5, 5))
+		for owned > 0 && !stop.Load() {
+			j := r.IntN(owned)
+			i := nmacs + 1 + j
+			if state[j].Load()&1 == 1 {
+				state[j].Add(1)
+				tb.Delete(macs[i])
+			} else if tb.AddStatic(macs[i], dest(i, 0)) == nil {
+				state[j].Add(1)
+			}
+		}
+	}()
 	// Readers.
 	for g := 0; g < 2; g++ {
 		rwg.Add(1)
@@ -101,9 +134,19 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
 			defer rwg.Done()
 			r := rand.New(rand.NewPCG(seed, 4))
 			for !stop.Load() {
-				i := r.IntN(nmacs)
+				i := r.IntN(len(macs))
+				var s1 uint64
+				if i > nmacs {
+					s1 = state[i-nmacs-1].Load()
+				}
 				d, ok := tb.Lookup(macs[i])
 				if !ok {
+					if i == nmacs {
+						pinnedMisses.Add(1)
+					}
+					if i > nmacs && s1&1 == 1 && state[i-nmacs-1].Load() == s1 {
+						ownedMisses.Add(1)
+					}
 					misses.Add(1)
 					continue
 				}
@@ -126,6 +169,14 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int) {
 		rs = append(rs, LearnResult(i).String()+"="+itoa(results[i].Load()))
 	}
 	t.Logf("lookups: %d hits, %d misses; learn results %v; stats %+v", hits.Load(), misses.Load(), rs, tb.Stats())
+	// A present MAC may only be missed by a lookup that gave up (counted).
+	if ownedMisses.Load() > tb.Stats().LookupGaveUp {
+		t.Errorf("owned MACs present throughout a Lookup were missed %d times, more than the %d lookups that gave up",
+			ownedMisses.Load(), tb.Stats().LookupGaveUp)
+	}
+	if pinnedMisses.Load() > tb.Stats().LookupGaveUp {
+		t.Errorf("the pinned static MAC was missed %d times", pinnedMisses.Load())
+	}
 	if torn.Load() != 0 {
 		t.Fatalf("%d torn reads", torn.Load())
 	}

@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,10 @@ type Stats struct {
 	StaticConflicts uint64 // Learn attempts that would have moved a static entry
 	Flushed         uint64 // entries removed by Flush
 	Deleted         uint64 // entries removed by Delete
+	// LookupGaveUp counts lookups that reported a miss because entries kept
+	// shifting or a slot stayed mid-write for their whole retry budget
+	// (heavy concurrent deletion; the frame is flooded).
+	LookupGaveUp uint64
 }
 
 // Errors of AddStatic.
@@ -183,8 +188,8 @@ const (
 	idMask    = macMask | usedBit
 	flagMask  = idMask | staticBit
 
-	maxSpins    = 1 << 10 // reads of a slot being rewritten before giving up
-	maxAttempts = 8       // lookups restarted because entries moved
+	maxSpins    = 1 << 10 // reads of a slot being rewritten before yielding
+	maxAttempts = 16      // probe rounds before a lookup gives up (counted)
 )
 
 // slot is one hash table slot. key: MAC | used | static | version<<50.
@@ -218,7 +223,7 @@ type Table struct {
 	_                                                          [64]byte
 	learned, moves, evictions, expired, full, flushed, deleted atomic.Uint64
 	_                                                          [64]byte
-	staticConflicts                                            atomic.Uint64
+	staticConflicts, gaveUp                                    atomic.Uint64
 }
 
 func secondsCeil(d time.Duration) int32 {
@@ -276,7 +281,11 @@ func (t *Table) home(m uint64) uint64 {
 func (t *Table) Cap() int { return int(t.max) }
 
 // locate finds the slot holding id (MAC | usedBit) without locking and returns
-// its index and a consistent snapshot of its key and value words.
+// its index and a consistent snapshot of its key and value words. Under the
+// writer mutex it is exact (no slot is mid-write and nothing shifts). Without
+// it, it retries when it meets a slot being rewritten or reaches a miss while
+// entries were shifted; after maxAttempts such rounds it reports a miss and
+// counts it (Stats.LookupGaveUp): the switch then floods that one frame.
 func (t *Table) locate(id uint64) (i, k, v uint64, ok bool) {
 	slots := t.slots
 	mask := t.mask
@@ -303,14 +312,19 @@ func (t *Table) locate(id uint64) (i, k, v uint64, ok bool) {
 			}
 			// The slot is being rewritten: read it again.
 			if spins++; spins > maxSpins {
-				return 0, 0, 0, false
+				break // the writer was descheduled: yield below, then start over
 			}
 		}
-		if seq&1 == 0 && t.moveSeq.Load() == seq {
+		if spins <= maxSpins && seq&1 == 0 && t.moveSeq.Load() == seq {
 			return 0, 0, 0, false
 		}
-		// Entries were shifted while we probed: the MAC may have moved behind us.
+		// Entries were shifted while we probed (the MAC may have moved behind
+		// us), or a writer stalls mid-write: look again.
+		if spins > maxSpins || attempt >= 2 {
+			runtime.Gosched()
+		}
 	}
+	t.gaveUp.Add(1)
 	return 0, 0, 0, false
 }
 
@@ -630,5 +644,6 @@ func (t *Table) Stats() Stats {
 		StaticConflicts: t.staticConflicts.Load(),
 		Flushed:         t.flushed.Load(),
 		Deleted:         t.deleted.Load(),
+		LookupGaveUp:    t.gaveUp.Load(),
 	}
 }
