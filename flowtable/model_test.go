@@ -160,7 +160,11 @@ func (md *model) check(op string) {
 	var want []Entry
 	for m, e := range md.m {
 		if md.live(e, md.now) {
-			want = append(want, Entry{MAC: m, Dest: e.d, Age: time.Duration(max(int32(md.now-e.seen), 0)) * time.Second, Static: e.static})
+			age := time.Duration(max(int32(md.now-e.seen), 0)) * time.Second
+			if e.static {
+				age = 0
+			}
+			want = append(want, Entry{MAC: m, Dest: e.d, Age: age, Static: e.static})
 		}
 	}
 	slices.SortFunc(want, func(a, b Entry) int { return cmp.Compare(a.MAC, b.MAC) })

@@ -155,7 +155,7 @@ func (r LearnResult) String() string {
 type Entry struct {
 	MAC    MAC
 	Dest   Dest
-	Age    time.Duration // time since last seen (since added, for static entries)
+	Age    time.Duration // time since last seen; 0 for static entries
 	Static bool
 }
 
@@ -631,6 +631,9 @@ func (t *Table) Entries(now uint32) []Entry {
 			continue
 		}
 		age := max(int32(now-uint32(v>>32)), 0)
+		if k&staticBit != 0 {
+			age = 0
+		}
 		out = append(out, Entry{
 			MAC:    MAC(k & macMask),
 			Dest:   Dest(v),
