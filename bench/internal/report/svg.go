@@ -94,8 +94,8 @@ func (rep *Report) SVG() string {
 	)
 	groupW := float64(len(systems))*(barW+barGap) - barGap
 	width := left + right + float64(len(groups))*(groupW+groupGap) + groupGap
-	if width < 560 {
-		width = 560
+	if width < 760 {
+		width = 760
 	}
 	height := topPad + plotH + bottom
 	y := func(v float64) float64 { return topPad + plotH - v/top*plotH }
