@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	vswitch "xswitch/switch"
+)
+
+// formatText prints a control reply for people.
+func formatText(w io.Writer, cmd string, data json.RawMessage) error {
+	switch cmd {
+	case "show":
+		var s vswitch.Status
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		formatShow(w, &s)
+	case "fdb":
+		var es []vswitch.FDBEntry
+		if err := json.Unmarshal(data, &es); err != nil {
+			return err
+		}
+		formatFDB(w, es)
+	case "stats":
+		var s vswitch.Stats
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		formatStats(w, &s)
+	default:
+		return fmt.Errorf("%w %q", errUnknown, cmd)
+	}
+	return nil
+}
+
+func portLine(p *vswitch.PortStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s, ifindex %d", p.Name, p.Kind, p.Ifindex)
+	if p.MAC != "" {
+		fmt.Fprintf(&b, ", %s", p.MAC)
+	}
+	if p.MTU != 0 {
+		fmt.Fprintf(&b, ", mtu %d", p.MTU)
+	}
+	b.WriteString(")")
+	if p.XDP != "" {
+		fmt.Fprintf(&b, ": xdp %s via %s, %s, %d queues", p.XDP, p.Link, p.Copy, p.Queues)
+	} else {
+		fmt.Fprintf(&b, ": %s", p.Copy)
+	}
+	if len(p.Pollers) > 0 {
+		var ps []string
+		for _, q := range p.Pollers {
+			if q.CPU >= 0 {
+				ps = append(ps, fmt.Sprintf("q%d@cpu%d", q.Queue, q.CPU))
+			} else {
+				ps = append(ps, fmt.Sprintf("q%d", q.Queue))
+			}
+		}
+		fmt.Fprintf(&b, " [pollers %s]", strings.Join(ps, " "))
+	}
+	if len(p.LocalIPs) > 0 {
+		fmt.Fprintf(&b, " local %s", strings.Join(p.LocalIPs, ","))
+	}
+	if len(p.Addresses) > 0 {
+		fmt.Fprintf(&b, " addr %s", strings.Join(p.Addresses, ","))
+	}
+	return b.String()
+}
+
+func formatShow(w io.Writer, s *vswitch.Status) {
+	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v\n", s.Version, s.PID, s.CPUs, s.BusyPoll)
+	fmt.Fprintf(w, "umem: %d frames of %d bytes (headroom %d), %d free\n", s.UMEM.Frames, s.UMEM.FrameSize, s.UMEM.Headroom, s.UMEM.FreeFrames)
+	if s.Underlay != nil {
+		fmt.Fprintf(w, "underlay: %s\n", portLine(s.Underlay))
+	}
+	for _, b := range s.Bridges {
+		fmt.Fprintf(w, "bridge %s (vni %d, %d MACs)\n", b.Name, b.VNI, b.FDB.Entries)
+		for i := range b.Ports {
+			fmt.Fprintf(w, "  port %s\n", portLine(&b.Ports[i]))
+		}
+		for _, t := range b.Tunnels {
+			fmt.Fprintf(w, "  tunnel %s -> %s key %d", t.Local, t.Remote, t.Key)
+			if len(t.Options) > 0 {
+				fmt.Fprintf(w, " options %s", strings.Join(t.Options, ","))
+			}
+			nh := t.NextHop
+			fmt.Fprintf(w, ": next hop %s", nh.State)
+			if nh.Gateway != "" {
+				fmt.Fprintf(w, " via %s", nh.Gateway)
+			}
+			if nh.Dev != "" {
+				fmt.Fprintf(w, " dev %s", nh.Dev)
+			}
+			if nh.MAC != "" {
+				fmt.Fprintf(w, " lladdr %s", nh.MAC)
+			}
+			if nh.Error != "" {
+				fmt.Fprintf(w, " (%s)", nh.Error)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+func formatFDB(w io.Writer, es []vswitch.FDBEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BRIDGE\tVNI\tMAC\tPORT\tAGE")
+	for _, e := range es {
+		age := fmt.Sprintf("%.0fs", e.Age)
+		if e.Static {
+			age = "static"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", e.Bridge, e.VNI, e.MAC, e.Port, age)
+	}
+	tw.Flush()
+}
+
+func drops(m map[string]uint64) string {
+	var ks []string
+	for k, v := range m {
+		if v != 0 {
+			ks = append(ks, k)
+		}
+	}
+	sort.Strings(ks)
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+func formatStats(w io.Writer, s *vswitch.Stats) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PORT\tBRIDGE\tKIND\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS")
+	for _, p := range s.Ports {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Bridge, p.Kind, p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, drops(p.Drops))
+	}
+	for _, t := range s.Tunnels {
+		fmt.Fprintf(tw, "tunnel:%s\t%s\tvni %d\t%d\t%d\t%d\t%d\t%s\n", t.Remote, t.Bridge, t.VNI, t.RxPackets, t.RxBytes, t.TxPackets, t.TxBytes, drops(t.Drops))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "flood copies %d, internal port copies %d\n", s.FloodCopies, s.TAPCopies)
+	if len(s.Options) > 0 || s.OptionsOverflow > 0 {
+		fmt.Fprintf(w, "received Geneve options:")
+		for _, o := range s.Options {
+			fmt.Fprintf(w, " %s/%s=%d", o.Class, o.Type, o.Count)
+		}
+		if s.OptionsOverflow > 0 {
+			fmt.Fprintf(w, " (other kinds, not tracked: %d)", s.OptionsOverflow)
+		}
+		fmt.Fprintln(w)
+	}
+}

@@ -1,0 +1,509 @@
+// Package vswitch is the xswitch data plane: ports (AF_XDP on the underlay
+// NIC and on local interfaces, a TAP internal port per bridge), the polled
+// packet loop, MAC learning and forwarding per bridge, and Geneve tunnels
+// with their underlay next hops. See docs/architecture.md.
+package vswitch
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"xswitch/geneve"
+)
+
+// DefaultControlSocket is the control socket when none is configured: an
+// abstract unix socket, which belongs to the network namespace, so one
+// instance per namespace never collides with another and `xswitch ctl` run
+// inside a namespace finds that namespace's instance.
+const DefaultControlSocket = "@xswitch"
+
+// Config is the configuration file of `xswitch run` (YAML). Fields tagged
+// yaml:"-" are filled by Validate from the textual ones.
+type Config struct {
+	// Underlay is the physical NIC that carries the tunnels. Optional when no
+	// bridge has tunnels.
+	Underlay *UnderlayConfig `yaml:"underlay"`
+	// CPUs the pollers are pinned to (round-robin). Empty: the CPUs the
+	// process may run on.
+	CPUs []int `yaml:"cpus"`
+	// BusyPoll makes pollers spin instead of sleeping in poll() when idle.
+	BusyPoll bool `yaml:"busy_poll"`
+	// ControlSocket is where `xswitch ctl` connects: "@name" for an abstract
+	// socket (default "@xswitch"), or a filesystem path.
+	ControlSocket string `yaml:"control_socket"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level"`
+	// Ports sets how local ports are opened (defaults for every local port).
+	Ports PortOptions `yaml:"port_options"`
+	// UMEM sizes the one packet buffer area shared by every AF_XDP socket.
+	UMEM UMEMConfig `yaml:"umem"`
+	// FDB sizes each bridge's MAC table.
+	FDB FDBConfig `yaml:"fdb"`
+	// KnownOptions are the Geneve option kinds this switch understands: a
+	// received frame with a critical option not listed here is dropped.
+	KnownOptions []OptionKind `yaml:"known_options"`
+	// Bridges are the L2 domains, one VNI each.
+	Bridges []BridgeConfig `yaml:"bridges"`
+
+	known geneve.KnownOptions
+}
+
+// UnderlayConfig is the underlay NIC.
+type UnderlayConfig struct {
+	Interface string `yaml:"interface"`
+	// LocalIP is the local tunnel endpoint address (one per family at most).
+	// Empty: the interface's own addresses.
+	LocalIP     string   `yaml:"local_ip"`
+	LocalIPs    []string `yaml:"local_ips"`
+	PortOptions `yaml:",inline"`
+
+	Local []netip.Addr `yaml:"-"` // parsed LocalIP + LocalIPs
+}
+
+// PortOptions say how an AF_XDP port is opened.
+type PortOptions struct {
+	// XDPMode is auto (default: native, else generic), native or generic.
+	XDPMode string `yaml:"xdp_mode"`
+	// ZeroCopy is auto (default: zero-copy if the driver can, else copy), on or off.
+	ZeroCopy string `yaml:"zero_copy"`
+	// Queues is the number of queues to serve; 0 (default) = all of the device.
+	Queues int `yaml:"queues"`
+	// RingSize is the size of each AF_XDP ring (power of two; default 2048).
+	RingSize int `yaml:"ring_size"`
+}
+
+// UMEMConfig sizes the shared UMEM.
+type UMEMConfig struct {
+	Frames    int  `yaml:"frames"`     // default: enough for every ring, at least 4096
+	FrameSize int  `yaml:"frame_size"` // 2048 (default) or 4096
+	HugePages bool `yaml:"huge_pages"`
+}
+
+// FDBConfig sizes the MAC tables.
+type FDBConfig struct {
+	MaxEntries int    `yaml:"max_entries"` // default 8192
+	MaxAge     string `yaml:"max_age"`     // Go duration, default 300s
+
+	Age time.Duration `yaml:"-"`
+}
+
+// OptionKind is a Geneve option class and type (type with its critical bit).
+type OptionKind struct {
+	Class int64 `yaml:"class"`
+	Type  int64 `yaml:"type"`
+}
+
+// BridgeConfig is one bridge: an L2 domain with one VNI.
+type BridgeConfig struct {
+	Name string `yaml:"name"`
+	// Address (and Addresses) are given to the internal port, a TAP device
+	// named Name. Optional; with none the TAP still exists (the host may use
+	// it) unless Internal is false.
+	Address   string   `yaml:"address"`
+	Addresses []string `yaml:"addresses"`
+	// Internal: create the internal port (default true).
+	Internal *bool `yaml:"internal"`
+	// MAC of the internal port; default: random locally administered.
+	MAC string `yaml:"mac"`
+	// MTU of the internal port; default and maximum: the underlay MTU minus
+	// the encapsulation overhead of the bridge's tunnels.
+	MTU int `yaml:"mtu"`
+	// Ports are existing interfaces attached with AF_XDP (veth into VMs or
+	// containers).
+	Ports []string `yaml:"ports"`
+	// Tunnels are the remote endpoints of this bridge.
+	Tunnels []TunnelConfig `yaml:"tunnels"`
+
+	Prefixes []netip.Prefix `yaml:"-"` // parsed Address + Addresses
+	HWAddr   []byte         `yaml:"-"` // parsed MAC, nil if none
+	VNI      uint32         `yaml:"-"` // the tunnels' key
+}
+
+// HasInternal reports whether the bridge gets an internal (TAP) port.
+func (b *BridgeConfig) HasInternal() bool { return b.Internal == nil || *b.Internal }
+
+// TunnelConfig is one remote tunnel endpoint.
+type TunnelConfig struct {
+	RemoteIP string `yaml:"remote_ip"`
+	// Key is the VNI (0 when omitted).
+	Key int64 `yaml:"key"`
+	// Options are added to every frame sent on this tunnel.
+	Options []OptionConfig `yaml:"options"`
+
+	Remote     netip.Addr      `yaml:"-"`
+	GenOptions []geneve.Option `yaml:"-"`
+}
+
+// OptionConfig is one Geneve option to send.
+type OptionConfig struct {
+	Class int64  `yaml:"class"`
+	Type  int64  `yaml:"type"`
+	Data  string `yaml:"data"` // hex, "0x0a0b0c0d"; a multiple of 4 bytes
+}
+
+// LoadConfig reads and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML (unknown keys are errors) and validates it.
+func ParseConfig(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("the file is empty; it needs at least `bridges:` (see docs/configuration.md)")
+		}
+		return nil, fmt.Errorf("YAML: %w (see docs/configuration.md for the keys)", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Known returns the set of understood option kinds (valid after Validate).
+func (c *Config) Known() *geneve.KnownOptions { return &c.known }
+
+// Validate checks the configuration without looking at the system, fills
+// the parsed fields and defaults, and returns every problem found, each
+// naming its field and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.ControlSocket == "" {
+		c.ControlSocket = DefaultControlSocket
+	} else if c.ControlSocket == "@" {
+		bad("control_socket", `"@" needs a name; write e.g. "@xswitch"`)
+	}
+	switch c.LogLevel {
+	case "":
+		c.LogLevel = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not a level; write debug, info, warn or error", c.LogLevel)
+	}
+	seenCPU := map[int]bool{}
+	for i, cpu := range c.CPUs {
+		if cpu < 0 || cpu >= 1024 {
+			bad(fmt.Sprintf("cpus[%d]", i), "%d is not a CPU number; write e.g. cpus: [1]", cpu)
+		}
+		if seenCPU[cpu] {
+			bad(fmt.Sprintf("cpus[%d]", i), "CPU %d is listed twice; list each CPU once", cpu)
+		}
+		seenCPU[cpu] = true
+	}
+	validatePortOptions("port_options", &c.Ports, bad)
+	switch c.UMEM.FrameSize {
+	case 0:
+		c.UMEM.FrameSize = 2048
+	case 2048, 4096:
+	default:
+		bad("umem.frame_size", "%d is not supported; write 2048 or 4096", c.UMEM.FrameSize)
+	}
+	if c.UMEM.Frames < 0 || c.UMEM.Frames > 1<<22 {
+		bad("umem.frames", "%d is out of range; write a number of frames between 1024 and 4194304, or leave it out", c.UMEM.Frames)
+	} else if c.UMEM.Frames != 0 && c.UMEM.Frames < 1024 {
+		bad("umem.frames", "%d is too few; write at least 1024, or leave it out", c.UMEM.Frames)
+	}
+	if c.FDB.MaxEntries < 0 || c.FDB.MaxEntries > 1<<24 {
+		bad("fdb.max_entries", "%d is out of range; write 1..16777216 (default 8192)", c.FDB.MaxEntries)
+	}
+	if c.FDB.MaxAge != "" {
+		d, err := time.ParseDuration(c.FDB.MaxAge)
+		if err != nil || d < time.Second {
+			bad("fdb.max_age", "%q is not a duration of at least 1s; write e.g. 300s or 5m", c.FDB.MaxAge)
+		}
+		c.FDB.Age = d
+	}
+	c.known = geneve.KnownOptions{}
+	for i, k := range c.KnownOptions {
+		f := fmt.Sprintf("known_options[%d]", i)
+		ok := true
+		if k.Class < 0 || k.Class > 0xffff {
+			bad(f+".class", "%d is out of range; a Geneve option class is 16 bits: 0..0xffff", k.Class)
+			ok = false
+		}
+		if k.Type < 0 || k.Type > 0xff {
+			bad(f+".type", "%d is out of range; a Geneve option type is 8 bits: 0..0xff (0x80 and up are critical)", k.Type)
+			ok = false
+		}
+		if ok {
+			if err := c.known.Add(uint16(k.Class), uint8(k.Type)); err != nil {
+				bad(f, "%v; list at most %d option kinds", err, geneve.MaxKnownOptions)
+			}
+		}
+	}
+
+	if c.Underlay != nil {
+		u := c.Underlay
+		if u.Interface == "" {
+			bad("underlay.interface", "missing; write the NIC that carries the tunnels, e.g. interface: eth0")
+		} else if err := checkIfName(u.Interface); err != nil {
+			bad("underlay.interface", "%v", err)
+		}
+		validatePortOptions("underlay", &u.PortOptions, bad)
+		u.Local = nil
+		ips := u.LocalIPs
+		if u.LocalIP != "" {
+			ips = append([]string{u.LocalIP}, ips...)
+		}
+		var v4, v6 int
+		for i, s := range ips {
+			f := "underlay.local_ip"
+			if u.LocalIP == "" || i > 0 {
+				f = fmt.Sprintf("underlay.local_ips[%d]", i-boolInt(u.LocalIP != ""))
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" {
+				bad(f, "%q is not an IP address; write e.g. 192.0.2.1 or 2001:db8::1", s)
+				continue
+			}
+			a = a.Unmap()
+			if !a.IsGlobalUnicast() && !a.IsPrivate() {
+				bad(f, "%v is not a unicast address; write the address of the underlay NIC", a)
+				continue
+			}
+			if a.Is4() {
+				v4++
+			} else {
+				v6++
+			}
+			u.Local = append(u.Local, a)
+		}
+		if v4 > 8 || v6 > 8 {
+			bad("underlay.local_ips", "at most 8 IPv4 and 8 IPv6 addresses")
+		}
+	}
+
+	if len(c.Bridges) == 0 {
+		bad("bridges", "none configured; add at least one, e.g. bridges: [{name: br1, tunnels: [{remote_ip: 192.0.2.2}]}]")
+	}
+	names := map[string]string{}
+	ports := map[string]string{}
+	vnis := map[uint32]string{}
+	if c.Underlay != nil && c.Underlay.Interface != "" {
+		ports[c.Underlay.Interface] = "underlay.interface"
+	}
+	for bi := range c.Bridges {
+		b := &c.Bridges[bi]
+		bf := fmt.Sprintf("bridges[%d]", bi)
+		if b.Name == "" {
+			bad(bf+".name", "missing; write the name of the bridge's internal port, e.g. name: br1")
+		} else if err := checkIfName(b.Name); err != nil {
+			bad(bf+".name", "%v", err)
+		} else if prev, ok := names[b.Name]; ok {
+			bad(bf+".name", "%q is also the name of %s; give each bridge its own name", b.Name, prev)
+		} else if prev, ok := ports[b.Name]; ok {
+			bad(bf+".name", "%q is already used by %s; a bridge's internal port needs a name of its own", b.Name, prev)
+		}
+		names[b.Name] = bf
+		b.Prefixes = nil
+		addrs := b.Addresses
+		if b.Address != "" {
+			addrs = append([]string{b.Address}, addrs...)
+		}
+		for i, s := range addrs {
+			f := bf + ".address"
+			if b.Address == "" || i > 0 {
+				f = fmt.Sprintf("%s.addresses[%d]", bf, i-boolInt(b.Address != ""))
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, err2 := netip.ParseAddr(s); err2 == nil {
+					bad(f, "%q has no prefix length; write e.g. %v/%d", s, a, map[bool]int{true: 24, false: 64}[a.Is4()])
+				} else {
+					bad(f, "%q is not an address with prefix length; write e.g. 10.0.0.1/24", s)
+				}
+				continue
+			}
+			b.Prefixes = append(b.Prefixes, p)
+		}
+		if len(b.Prefixes) > 0 && !b.HasInternal() {
+			bad(bf+".address", "given, but internal: false means there is no internal port to carry it; remove one of the two")
+		}
+		b.HWAddr = nil
+		if b.MAC != "" {
+			m, err := parseMAC(b.MAC)
+			if err != nil {
+				bad(bf+".mac", "%q is not a unicast Ethernet address; write e.g. 02:00:00:00:00:01", b.MAC)
+			}
+			b.HWAddr = m
+		}
+		if b.MTU != 0 && (b.MTU < 576 || b.MTU > 9000) {
+			bad(bf+".mtu", "%d is out of range; write 576..9000 or leave it out (default: underlay MTU minus the tunnel overhead)", b.MTU)
+		}
+		for pi, p := range b.Ports {
+			f := fmt.Sprintf("%s.ports[%d]", bf, pi)
+			if err := checkIfName(p); err != nil {
+				bad(f, "%v", err)
+				continue
+			}
+			if prev, ok := ports[p]; ok {
+				bad(f, "%q is already used by %s; an interface can be in one place only", p, prev)
+				continue
+			}
+			if prev, ok := names[p]; ok {
+				bad(f, "%q is the internal port of %s; list other interfaces here", p, prev)
+				continue
+			}
+			ports[p] = f
+		}
+		if len(b.Tunnels) > 0 && c.Underlay == nil {
+			bad("underlay", "missing, but %s has tunnels; write e.g. underlay: {interface: eth0}", bf)
+		}
+		remotes := map[netip.Addr]int{}
+		for ti := range b.Tunnels {
+			tn := &b.Tunnels[ti]
+			tf := fmt.Sprintf("%s.tunnels[%d]", bf, ti)
+			a, err := netip.ParseAddr(tn.RemoteIP)
+			switch {
+			case tn.RemoteIP == "":
+				bad(tf+".remote_ip", "missing; write the other tunnel endpoint, e.g. remote_ip: 192.0.2.2")
+			case err != nil || a.Zone() != "":
+				bad(tf+".remote_ip", "%q is not an IP address; write e.g. 192.0.2.1", tn.RemoteIP)
+			case !a.Unmap().IsGlobalUnicast() && !a.Unmap().IsPrivate():
+				bad(tf+".remote_ip", "%v is not a unicast address; write the address of the other tunnel endpoint", a)
+			default:
+				a = a.Unmap()
+				if prev, ok := remotes[a]; ok {
+					bad(tf+".remote_ip", "%v is also tunnels[%d] of this bridge; list each remote once", a, prev)
+				}
+				remotes[a] = ti
+				tn.Remote = a
+				if c.Underlay != nil && len(c.Underlay.Local) > 0 && !hasFamily(c.Underlay.Local, a) {
+					bad(tf+".remote_ip", "%v is %s, but underlay.local_ip has no address of that family; add one to underlay.local_ips", a, family(a))
+				}
+			}
+			if tn.Key < 0 || tn.Key > 0xffffff {
+				bad(tf+".key", "%d is out of range; a Geneve VNI is 24 bits: 0..16777215", tn.Key)
+			} else if ti > 0 && tn.Key != b.Tunnels[0].Key {
+				bad(tf+".key", "%d differs from tunnels[0].key %d; a bridge is one VNI, so its tunnels share one key (use another bridge for another VNI)", tn.Key, b.Tunnels[0].Key)
+			}
+			tn.GenOptions = nil
+			var optBytes []byte
+			for oi, o := range tn.Options {
+				of := fmt.Sprintf("%s.options[%d]", tf, oi)
+				if o.Class < 0 || o.Class > 0xffff {
+					bad(of+".class", "%d is out of range; a Geneve option class is 16 bits: 0..0xffff", o.Class)
+					continue
+				}
+				if o.Type < 0 || o.Type > 0xff {
+					bad(of+".type", "%d is out of range; a Geneve option type is 8 bits: 0..0xff", o.Type)
+					continue
+				}
+				data, err := parseHex(o.Data)
+				if err != nil {
+					bad(of+".data", "%q is not hex bytes; write e.g. \"0x0a0b0c0d\"", o.Data)
+					continue
+				}
+				if len(data)%4 != 0 || len(data) > geneve.MaxOptionDataLen {
+					bad(of+".data", "%d bytes; option data is a multiple of 4 bytes, at most %d (pad with zeros, e.g. \"0x0a0b0c0d\")", len(data), geneve.MaxOptionDataLen)
+					continue
+				}
+				opt := geneve.Option{Class: uint16(o.Class), Type: uint8(o.Type), Data: data}
+				optBytes, _ = geneve.AppendOption(optBytes, opt)
+				tn.GenOptions = append(tn.GenOptions, opt)
+			}
+			if len(optBytes) > geneve.MaxOptionsLen {
+				bad(tf+".options", "%d bytes in all; Geneve carries at most %d bytes of options", len(optBytes), geneve.MaxOptionsLen)
+			}
+		}
+		if len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff {
+			b.VNI = uint32(b.Tunnels[0].Key)
+			if prev, ok := vnis[b.VNI]; ok {
+				bad(bf+".tunnels[0].key", "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
+			}
+			vnis[b.VNI] = bf
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasFamily(addrs []netip.Addr, a netip.Addr) bool {
+	for _, l := range addrs {
+		if l.Is4() == a.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func validatePortOptions(f string, p *PortOptions, bad func(string, string, ...any)) {
+	switch p.XDPMode {
+	case "", "auto", "native", "generic":
+	default:
+		bad(f+".xdp_mode", "%q is not a mode; write auto, native or generic", p.XDPMode)
+	}
+	switch p.ZeroCopy {
+	case "", "auto", "on", "off":
+	default:
+		bad(f+".zero_copy", "%q is not a setting; write auto, on or off", p.ZeroCopy)
+	}
+	if p.Queues < 0 || p.Queues > 256 {
+		bad(f+".queues", "%d is out of range; write 0 (all queues of the device) .. 256", p.Queues)
+	}
+	if p.RingSize != 0 && (p.RingSize < 64 || p.RingSize > 1<<16 || p.RingSize&(p.RingSize-1) != 0) {
+		bad(f+".ring_size", "%d is not a power of two between 64 and 65536; write e.g. 2048", p.RingSize)
+	}
+}
+
+// checkIfName checks a Linux interface name.
+func checkIfName(s string) error {
+	if s == "" || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n") {
+		return fmt.Errorf("%q is not an interface name; write 1..15 characters without '/', ':' or spaces, e.g. eth0", s)
+	}
+	return nil
+}
+
+func parseHex(s string) ([]byte, error) {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	s = strings.NewReplacer(":", "", " ", "", "_", "").Replace(s)
+	return hex.DecodeString(s)
+}
+
+func parseMAC(s string) ([]byte, error) {
+	s2 := strings.NewReplacer(":", "", "-", "").Replace(s)
+	if len(s2) != 12 {
+		return nil, fmt.Errorf("bad MAC")
+	}
+	b, err := hex.DecodeString(s2)
+	if err != nil || b[0]&1 != 0 || bytes.Equal(b, make([]byte, 6)) {
+		return nil, fmt.Errorf("bad MAC")
+	}
+	return b, nil
+}

@@ -1,0 +1,404 @@
+package vswitch
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"xswitch/flowtable"
+	"xswitch/geneve"
+)
+
+// portKind says what a port is.
+type portKind uint8
+
+const (
+	kindUnderlay portKind = iota // the physical NIC: Geneve in and out
+	kindLocal                    // AF_XDP on a local interface (veth to a VM)
+	kindInternal                 // the bridge's TAP device
+)
+
+func (k portKind) String() string {
+	return [...]string{"underlay", "local", "internal"}[k]
+}
+
+// tunnelBit marks a flowtable.Dest that is a tunnel id; otherwise the Dest is
+// a port id.
+const tunnelBit = flowtable.Dest(1 << 31)
+
+// port is one port of the switch. Fields used by the packet path are set
+// before the pollers start and not changed afterwards.
+type port struct {
+	id   int
+	name string
+	kind portKind
+	br   *bridge // nil for the underlay
+	dest flowtable.Dest
+	// fd is the internal port's TAP file descriptor (non-blocking), -1 else.
+	fd int
+	// tx are the AF_XDP ports' transmit queues, one per socket.
+	tx []*txQueue
+}
+
+// tunnel is one remote endpoint of a bridge.
+type tunnel struct {
+	id     int
+	br     *bridge
+	remote netip.Addr
+	local  netip.Addr
+	dest   flowtable.Dest
+	// enc is the encapsulator towards the current next hop; nil while the
+	// next hop is unresolved. Swapped by the next-hop resolver.
+	enc atomic.Pointer[geneve.Encapsulator]
+	// hdrLen is the outer header length; maxInner the largest inner frame
+	// (Ethernet header included) that fits the underlay MTU.
+	hdrLen   int
+	maxInner int
+	cfg      *TunnelConfig
+	nh       atomic.Pointer[NextHopStatus] // for ctl show
+}
+
+// bridge is one L2 domain (one VNI).
+type bridge struct {
+	name     string
+	vni      uint32
+	table    *flowtable.Table
+	locals   []*port // local AF_XDP ports
+	internal *port   // nil without internal port
+	tunnels  []*tunnel
+	cfg      *BridgeConfig
+}
+
+// findRemote returns the tunnel of remote a, or nil. Bridges have few
+// tunnels: a linear scan of comparable netip.Addr values.
+func (b *bridge) findRemote(a netip.Addr) *tunnel {
+	for _, t := range b.tunnels {
+		if t.remote == a {
+			return t
+		}
+	}
+	return nil
+}
+
+// fabric is the switch's topology as the packet path sees it. It is built
+// once and read-only while pollers run.
+type fabric struct {
+	ports    []*port
+	tunnels  []*tunnel
+	bridges  []*bridge
+	byVNI    map[uint32]*bridge
+	underlay *port
+	known    *geneve.KnownOptions
+	clock    *flowtable.Clock
+}
+
+// copyOff is where a flood copy or a TAP read puts the inner frame in a
+// fresh UMEM frame: room for the largest outer header in front.
+const copyOff = (geneve.MaxHeaderLen + 63) &^ 63
+
+// maxBurst is the most frames a poller takes per batch.
+const maxBurst = 64
+
+// core is one poller's forwarding state: the decision for each frame of a
+// batch, encapsulation and decapsulation in place, and per-destination
+// transmit lists. It does not touch sockets: the poller receives into it and
+// flushes its lists, so the core can be tested on a plain byte slice.
+// Nothing in it allocates, locks or calls through an interface per frame.
+type core struct {
+	f     *fabric
+	area  []byte // the UMEM
+	fsize uint64 // frame size (power of two)
+	// free is a local stack of free frame addresses (chunk starts): frames
+	// of dropped packets go here and flood copies come from here.
+	free []uint64
+	// pend[port id] are the descriptors to transmit on that port.
+	pend [][]desc
+	ctr  []portCtr
+	tctr []tunCtr
+	opt  optCounters
+	// floodCopies / tapCopies count frames copied for flooding and to/from
+	// internal ports (read with atomics by the control path).
+	floodCopies, tapCopies uint64
+	dec                    geneve.Decoded
+	now                    uint32
+}
+
+func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
+	c := &core{
+		f:     f,
+		area:  area,
+		fsize: uint64(frameSize),
+		free:  make([]uint64, 0, freeCap),
+		pend:  make([][]desc, len(f.ports)),
+		ctr:   make([]portCtr, len(f.ports)),
+		tctr:  make([]tunCtr, len(f.tunnels)),
+	}
+	maxTun := 1
+	for _, b := range f.bridges {
+		if len(b.tunnels) > maxTun {
+			maxTun = len(b.tunnels)
+		}
+	}
+	for _, p := range f.ports {
+		n := maxBurst
+		if p.kind == kindUnderlay {
+			n = maxBurst * maxTun
+		}
+		c.pend[p.id] = make([]desc, 0, n)
+	}
+	return c
+}
+
+func (c *core) drop(p *port, r dropReason) { c.ctr[p.id].drops[r]++ }
+
+// release returns a frame to the local free stack (the poller moves
+// surplus to its xsk.Cache after the batch).
+func (c *core) release(base uint64) {
+	if len(c.free) < cap(c.free) {
+		c.free = append(c.free, base)
+		return
+	}
+	// Cannot happen when the poller keeps free at most half full between
+	// batches; losing a frame here would leak it, so grow instead.
+	c.free = append(c.free, base)
+}
+
+// forward switches a batch of frames received on port in. Each frame ends
+// up queued in c.pend, written to an internal port, or dropped and counted
+// (its frame returned to c.free).
+func (c *core) forward(in *port, descs []desc) {
+	ic := &c.ctr[in.id]
+	mask := ^(c.fsize - 1)
+	for i := range descs {
+		d := descs[i]
+		base := d.Addr & mask
+		off := int(d.Addr - base)
+		n := int(d.Len)
+		frame := c.area[base : base+c.fsize]
+		if off+n > len(frame) {
+			c.drop(in, dropRunt)
+			c.release(base)
+			continue
+		}
+		ic.rxPackets++
+		ic.rxBytes += uint64(n)
+
+		var br *bridge
+		var srcTun *tunnel
+		src := in.dest
+		if in.kind == kindUnderlay {
+			dec := &c.dec
+			if r := geneve.Decap(frame[off:off+n], dec); r != geneve.DropNone {
+				c.drop(in, dropReason(r))
+				c.release(base)
+				continue
+			}
+			if dec.OAM {
+				c.drop(in, dropReason(geneve.DropOAM))
+				c.release(base)
+				continue
+			}
+			if dec.OptLen > 0 {
+				opts := frame[off+dec.OptOff : off+dec.OptOff+dec.OptLen]
+				if r := geneve.CheckOptions(opts, c.f.known); r != geneve.DropNone {
+					c.drop(in, dropReason(r))
+					c.release(base)
+					continue
+				}
+				it := geneve.Options(opts).Iter()
+				for {
+					o, ok := it.Next()
+					if !ok {
+						break
+					}
+					c.opt.add(o.Class, o.Type)
+				}
+			}
+			br = c.f.byVNI[dec.VNI]
+			if br == nil {
+				c.drop(in, dropUnknownVNI)
+				c.release(base)
+				continue
+			}
+			srcTun = br.findRemote(dec.Src)
+			if srcTun == nil {
+				c.drop(in, dropUnknownRemote)
+				c.release(base)
+				continue
+			}
+			off += dec.InnerOff
+			n = dec.InnerLen
+			tc := &c.tctr[srcTun.id]
+			tc.rxPackets++
+			tc.rxBytes += uint64(n)
+			src = srcTun.dest
+		} else {
+			br = in.br
+		}
+		if n < 14 {
+			c.drop(in, dropRunt)
+			c.release(base)
+			continue
+		}
+		srcMAC := flowtable.MACFrom(frame[off+6:])
+		if srcMAC.IsMulticast() {
+			c.drop(in, dropBadSrcMAC)
+			c.release(base)
+			continue
+		}
+		br.table.Learn(srcMAC, src, c.now)
+		dstMAC := flowtable.MACFrom(frame[off:])
+		if !dstMAC.IsMulticast() {
+			if dst, ok := br.table.Lookup(dstMAC); ok {
+				switch {
+				case dst == src:
+					c.drop(in, dropSamePort)
+					c.release(base)
+				case dst&tunnelBit != 0:
+					if srcTun != nil {
+						c.drop(in, dropSplitHorizon)
+						c.release(base)
+						continue
+					}
+					c.toTunnel(c.f.tunnels[dst&^tunnelBit], frame, base, off, n)
+				default:
+					c.toPort(c.f.ports[dst], frame, base, off, n)
+				}
+				continue
+			}
+		}
+		c.flood(br, in, srcTun != nil, frame, base, off, n)
+	}
+}
+
+// flood sends a frame to every port and tunnel of br except where it came
+// from; a frame from a tunnel goes to no tunnel (split horizon). Internal
+// ports get a write from the original frame (the kernel copies it); the
+// other destinations but the last get copies, the last gets the original.
+func (c *core) flood(br *bridge, in *port, fromTunnel bool, frame []byte, base uint64, off, n int) {
+	if p := br.internal; p != nil && p != in {
+		c.writeTAP(p, frame[off:off+n])
+	}
+	k := 0 // AF_XDP destinations
+	for _, p := range br.locals {
+		if p != in {
+			k++
+		}
+	}
+	if !fromTunnel {
+		k += len(br.tunnels)
+	}
+	if k == 0 {
+		c.release(base)
+		return
+	}
+	for _, p := range br.locals {
+		if p == in {
+			continue
+		}
+		k--
+		if k == 0 {
+			c.toPort(p, frame, base, off, n)
+			return
+		}
+		if nb, nf, ok := c.copyFrame(p, frame[off:off+n]); ok {
+			c.toPort(p, nf, nb, copyOff, n)
+		}
+	}
+	if fromTunnel {
+		return
+	}
+	for _, t := range br.tunnels {
+		k--
+		if k == 0 {
+			c.toTunnel(t, frame, base, off, n)
+			return
+		}
+		if nb, nf, ok := c.copyFrame(c.f.underlay, frame[off:off+n]); ok {
+			c.toTunnel(t, nf, nb, copyOff, n)
+		}
+	}
+}
+
+// copyFrame copies b into a fresh frame at copyOff (a drop on p when none
+// is free).
+func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, bool) {
+	if len(c.free) == 0 {
+		c.drop(p, dropNoFrame)
+		return 0, nil, false
+	}
+	nb := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	nf := c.area[nb : nb+c.fsize]
+	copy(nf[copyOff:], b)
+	c.floodCopies++
+	return nb, nf, true
+}
+
+// toPort queues a frame for transmission on p, or writes it to p's TAP.
+func (c *core) toPort(p *port, frame []byte, base uint64, off, n int) {
+	if p.fd >= 0 {
+		c.writeTAP(p, frame[off:off+n])
+		c.release(base)
+		return
+	}
+	q := c.pend[p.id]
+	if len(q) == cap(q) {
+		c.drop(p, dropTxFull)
+		c.release(base)
+		return
+	}
+	c.pend[p.id] = append(q, desc{Addr: base + uint64(off), Len: uint32(n)})
+}
+
+// toTunnel encapsulates a frame in place for t and queues it on the underlay.
+func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
+	tc := &c.tctr[t.id]
+	enc := t.enc.Load()
+	if enc == nil {
+		tc.drops[dropNoNeighbour]++
+		c.release(base)
+		return
+	}
+	if n > t.maxInner {
+		tc.drops[dropTooBig]++
+		c.release(base)
+		return
+	}
+	h := enc.HeaderLen()
+	if off < h {
+		// Not enough headroom (large options): move the frame back.
+		if copyOff+n > len(frame) {
+			tc.drops[dropTooBig]++
+			c.release(base)
+			return
+		}
+		copy(frame[copyOff:], frame[off:off+n])
+		off = copyOff
+	}
+	start := enc.Encap(frame, off, n)
+	u := c.f.underlay
+	q := c.pend[u.id]
+	if len(q) == cap(q) {
+		c.drop(u, dropTxFull)
+		c.release(base)
+		return
+	}
+	tc.txPackets++
+	tc.txBytes += uint64(n)
+	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h)})
+}
+
+// writeTAP writes one frame to an internal port (non-blocking: a full
+// queue is a counted drop, never a stall).
+func (c *core) writeTAP(p *port, b []byte) {
+	pc := &c.ctr[p.id]
+	if _, err := unix.Write(p.fd, b); err != nil {
+		pc.drops[dropTAPWrite]++
+		return
+	}
+	c.tapCopies++
+	pc.txPackets++
+	pc.txBytes += uint64(len(b))
+}

@@ -1,0 +1,299 @@
+package vswitch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"xswitch/geneve"
+)
+
+// resolver keeps every tunnel's underlay next hop (route and neighbour MAC)
+// current from the kernel: it resolves all tunnels at start, again on every
+// route or neighbour change (netlink subscriptions), and once a second while
+// some are unresolved. A missing neighbour is resolved by the kernel on
+// demand: the resolver adds a *managed* neighbour entry (NTF_EXT_MANAGED,
+// Linux 5.16+), which the kernel resolves and keeps reachable by itself, and
+// deletes the entries it added at Close. While a tunnel is unresolved its
+// encapsulator is nil and the packet path counts no_neighbour drops.
+type resolver struct {
+	log      *zap.Logger
+	ifindex  int
+	ifname   string
+	mac      net.HardwareAddr
+	locals   []netip.Addr
+	tunnels  []*tunnel
+	mu       sync.Mutex
+	added    map[netip.Addr]bool // managed neighbour entries we created
+	done     chan struct{}
+	wg       sync.WaitGroup
+	resolved []bool
+}
+
+func newResolver(log *zap.Logger, ifindex int, ifname string, mac net.HardwareAddr, locals []netip.Addr, tunnels []*tunnel) *resolver {
+	return &resolver{
+		log: log, ifindex: ifindex, ifname: ifname, mac: mac, locals: locals, tunnels: tunnels,
+		added: map[netip.Addr]bool{}, done: make(chan struct{}), resolved: make([]bool, len(tunnels)),
+	}
+}
+
+// start subscribes to route and neighbour changes (in the calling
+// process's namespace) and resolves every tunnel once.
+func (r *resolver) start() error {
+	routes := make(chan netlink.RouteUpdate, 256)
+	neighs := make(chan netlink.NeighUpdate, 256)
+	errCb := func(err error) {
+		select {
+		case <-r.done: // the subscription's socket is being closed
+		default:
+			r.log.Warn("netlink subscription", zap.Error(err))
+		}
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, r.done, netlink.RouteSubscribeOptions{ErrorCallback: errCb}); err != nil {
+		return fmt.Errorf("subscribe to route changes: %w", err)
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, r.done, netlink.NeighSubscribeOptions{ErrorCallback: errCb}); err != nil {
+		return fmt.Errorf("subscribe to neighbour changes: %w", err)
+	}
+	r.resolveAll()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.done:
+				return
+			case _, ok := <-routes:
+				if !ok {
+					routes = nil
+					continue
+				}
+				drain(routes)
+				r.resolveAll()
+			case _, ok := <-neighs:
+				if !ok {
+					neighs = nil
+					continue
+				}
+				drainN(neighs)
+				r.resolveAll()
+			case <-tick.C:
+				r.resolveAll()
+			}
+		}
+	}()
+	return nil
+}
+
+func drain(c chan netlink.RouteUpdate) {
+	for {
+		select {
+		case _, ok := <-c:
+			if !ok {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func drainN(c chan netlink.NeighUpdate) {
+	for {
+		select {
+		case _, ok := <-c:
+			if !ok {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (r *resolver) resolveAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, t := range r.tunnels {
+		st, enc := r.resolve(t)
+		ok := enc != nil
+		old := t.enc.Load()
+		if enc != nil && old != nil && sameNextHop(t.nh.Load(), &st) {
+			enc = old // unchanged: keep the encapsulator
+		}
+		if enc != old {
+			t.enc.Store(enc)
+		}
+		t.nh.Store(&st)
+		if ok != r.resolved[i] {
+			r.resolved[i] = ok
+			if ok {
+				r.log.Info("tunnel next hop resolved", zap.String("bridge", t.br.name), zap.Stringer("remote", t.remote),
+					zap.String("gateway", st.Gateway), zap.String("mac", st.MAC))
+			} else {
+				r.log.Warn("tunnel next hop unresolved", zap.String("bridge", t.br.name), zap.Stringer("remote", t.remote),
+					zap.String("state", st.State), zap.String("error", st.Error))
+			}
+		}
+	}
+}
+
+func sameNextHop(a, b *NextHopStatus) bool {
+	return a != nil && b != nil && a.MAC == b.MAC && a.State == b.State && a.Gateway == b.Gateway && a.Dev == b.Dev && a.src == b.src
+}
+
+// usableNUD are neighbour states with a usable link-layer address.
+const usableNUD = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// resolve finds t's route and neighbour and builds its encapsulator (nil
+// when unresolved).
+func (r *resolver) resolve(t *tunnel) (NextHopStatus, *geneve.Encapsulator) {
+	st := NextHopStatus{State: "no_route", Dev: r.ifname}
+	rts, err := netlink.RouteGet(t.remote.AsSlice())
+	if err != nil || len(rts) == 0 {
+		st.Error = fmt.Sprintf("no route to %v", t.remote)
+		if err != nil {
+			st.Error += ": " + err.Error()
+		}
+		return st, nil
+	}
+	rt := rts[0]
+	if rt.LinkIndex != r.ifindex {
+		dev := fmt.Sprintf("ifindex %d", rt.LinkIndex)
+		if l, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+			dev = l.Attrs().Name
+		}
+		st.Dev = dev
+		st.Error = fmt.Sprintf("the route to %v leaves through %s, not the underlay %s", t.remote, dev, r.ifname)
+		return st, nil
+	}
+	src := t.local
+	if a, ok := netip.AddrFromSlice(rt.Src); ok {
+		a = a.Unmap()
+		for _, l := range r.locals {
+			if l == a {
+				src = a
+			}
+		}
+	}
+	st.src = src
+	hop := t.remote
+	if a, ok := netip.AddrFromSlice(rt.Gw); ok && !a.IsUnspecified() {
+		hop = a.Unmap()
+		st.Gateway = hop.String()
+	}
+	st.State = "unresolved"
+	mac, found, err := r.neighbour(hop)
+	if err != nil {
+		st.Error = err.Error()
+		return st, nil
+	}
+	if mac == nil {
+		if !found {
+			if err := r.addManaged(hop); err != nil {
+				st.Error = err.Error()
+			}
+		}
+		return st, nil
+	}
+	st.State = "resolved"
+	st.MAC = mac.String()
+	ec := geneve.DefaultEncapConfig()
+	copy(ec.SrcMAC[:], r.mac)
+	copy(ec.DstMAC[:], mac)
+	ec.Src, ec.Dst = src, t.remote
+	ec.VNI = t.br.vni
+	ec.Options = t.cfg.GenOptions
+	enc, err := geneve.NewEncapsulator(ec)
+	if err != nil {
+		st.State = "error"
+		st.Error = err.Error()
+		return st, nil
+	}
+	return st, enc
+}
+
+// neighbour looks up hop on the underlay: its MAC if usable; found reports
+// whether an entry exists at all (resolution under way or failed).
+func (r *resolver) neighbour(hop netip.Addr) (net.HardwareAddr, bool, error) {
+	fam := netlink.FAMILY_V4
+	if hop.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	ns, err := netlink.NeighList(r.ifindex, fam)
+	if err != nil {
+		return nil, false, fmt.Errorf("list neighbours of %s: %w", r.ifname, err)
+	}
+	for _, n := range ns {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || a.Unmap() != hop {
+			continue
+		}
+		if n.State&usableNUD != 0 && len(n.HardwareAddr) == 6 && !bytes.Equal(n.HardwareAddr, make([]byte, 6)) {
+			return n.HardwareAddr, true, nil
+		}
+		// FAILED entries are retried by replacing them with a managed one.
+		return nil, n.State&netlink.NUD_FAILED == 0, nil
+	}
+	return nil, false, nil
+}
+
+// addManaged asks the kernel to resolve hop and keep it resolved.
+func (r *resolver) addManaged(hop netip.Addr) error {
+	fam := netlink.FAMILY_V4
+	if hop.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	n := &netlink.Neigh{
+		LinkIndex: r.ifindex, Family: fam, IP: hop.AsSlice(),
+		State: netlink.NUD_NONE, FlagsExt: netlink.NTF_EXT_MANAGED,
+	}
+	if err := netlink.NeighSet(n); err != nil {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("add managed neighbour %v on %s (needs Linux 5.16+): %w", hop, r.ifname, err)
+		}
+		return fmt.Errorf("add managed neighbour %v on %s: %w", hop, r.ifname, err)
+	}
+	if !r.added[hop] {
+		r.log.Info("asked the kernel to resolve the tunnel next hop (managed neighbour)", zap.Stringer("hop", hop), zap.String("dev", r.ifname))
+	}
+	r.added[hop] = true
+	return nil
+}
+
+// close stops the subscriptions and deletes the managed neighbour entries
+// this resolver added (entries someone else created are left alone).
+func (r *resolver) close() {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	close(r.done)
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for hop := range r.added {
+		fam := netlink.FAMILY_V4
+		if hop.Is6() {
+			fam = netlink.FAMILY_V6
+		}
+		ns, _ := netlink.NeighList(r.ifindex, fam)
+		for _, n := range ns {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == hop && n.FlagsExt&netlink.NTF_EXT_MANAGED != 0 {
+				_ = netlink.NeighDel(&n)
+			}
+		}
+	}
+	r.added = map[netip.Addr]bool{}
+}
