@@ -328,7 +328,7 @@ func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, bool) {
 		c.drop(p, dropNoFrame)
 		return 0, nil, false
 	}
-	nb := c.free[len(c.free)-1]
+	nb := c.free[len(c.free)-1] &^ (c.fsize - 1) // completions may carry an offset
 	c.free = c.free[:len(c.free)-1]
 	nf := c.area[nb : nb+c.fsize]
 	copy(nf[copyOff:], b)

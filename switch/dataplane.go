@@ -1,0 +1,425 @@
+//go:build xskready
+
+package vswitch
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"xswitch/xsk"
+)
+
+// desc is an AF_XDP descriptor (struct xdp_desc).
+type desc = xsk.Desc
+
+// txQueue is the transmit side of one AF_XDP socket. Pollers that send to
+// the socket serialise on mu, once per batch (Transmit + Complete).
+type txQueue struct {
+	mu   sync.Mutex
+	sock *xsk.Socket
+	_    [48]byte // keep neighbouring queues' locks off one cache line
+}
+
+// idleWait is how long an idle poller sleeps in poll() (it also bounds how
+// long a stop takes).
+const idleWait = 20 * time.Millisecond
+
+// dataPlane holds the UMEM, the AF_XDP ports and the pollers.
+type dataPlane struct {
+	s          *Switch
+	umem       *xsk.Umem
+	area       []byte
+	xports     map[int]*xsk.Port // by port id
+	pollers    []*poller
+	tapPollers []*tapPoller
+	all        []*core
+	stop       atomic.Bool
+	wg         sync.WaitGroup
+}
+
+// poller serves one queue of one AF_XDP port.
+type poller struct {
+	dp    *dataPlane
+	port  *port
+	sock  *xsk.Socket
+	cache *xsk.Cache
+	core  *core
+	cpu   int
+	txIdx int
+	dests []int // AF_XDP port ids this poller may transmit to
+}
+
+// tapPoller reads an internal port.
+type tapPoller struct {
+	dp    *dataPlane
+	port  *port
+	cache *xsk.Cache
+	core  *core
+	txIdx int
+	dests []int
+}
+
+func parseZeroCopy(s string) xsk.ZeroCopy {
+	switch s {
+	case "on":
+		return xsk.ZeroCopyOn
+	case "off":
+		return xsk.ZeroCopyOff
+	}
+	return xsk.ZeroCopyAuto
+}
+
+func parseXDPMode(s string) xsk.XDPMode {
+	switch s {
+	case "native":
+		return xsk.XDPNative
+	case "generic":
+		return xsk.XDPGeneric
+	}
+	return xsk.XDPAuto
+}
+
+func (d *dataPlane) open(s *Switch) error {
+	d.s = s
+	d.xports = map[int]*xsk.Port{}
+	c := s.cfg
+	f := s.f
+	type spec struct {
+		p    *port
+		pc   xsk.PortConfig
+		ring int
+		q    int
+	}
+	var specs []spec
+	nsock := 0
+	for _, p := range f.ports {
+		var po PortOptions
+		var pc xsk.PortConfig
+		switch p.kind {
+		case kindUnderlay:
+			po = c.Underlay.PortOptions
+			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleUnderlay, LocalIPs: append([]netip.Addr(nil), s.underlayLocal...)}
+		case kindLocal:
+			po = c.Ports
+			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleLocal}
+		default:
+			continue
+		}
+		q := po.Queues
+		if q == 0 {
+			n, err := xsk.QueueCount(p.name)
+			if err != nil {
+				return fmt.Errorf("port %s: %w", p.name, err)
+			}
+			q = n
+		}
+		ring := po.RingSize
+		if ring == 0 {
+			ring = 2048
+		}
+		pc.Queues, pc.RingSize = q, ring
+		pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
+		pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, s.log
+		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q})
+		nsock += q
+	}
+	nt := 0
+	for _, b := range f.bridges {
+		if b.internal != nil {
+			nt++
+		}
+	}
+	if len(specs) == 0 && nt == 0 {
+		return nil
+	}
+	frames := c.UMEM.Frames
+	if frames == 0 {
+		// Every socket's fill ring full, as many in flight on TX, and a
+		// working stock per poller for flood copies and TAP reads.
+		frames = 4096
+		need := 0
+		for _, sp := range specs {
+			need += sp.q * sp.ring * 2
+		}
+		need += (nsock + nt) * 512
+		for frames < need {
+			frames *= 2
+		}
+	}
+	u, err := xsk.NewUmem(xsk.UmemConfig{NumFrames: frames, FrameSize: c.UMEM.FrameSize, HugePages: c.UMEM.HugePages})
+	if err != nil {
+		return fmt.Errorf("UMEM of %d frames of %d bytes: %w", frames, c.UMEM.FrameSize, err)
+	}
+	d.umem = u
+	d.area = unsafe.Slice(&u.Frame(0)[0], u.NumFrames()*u.FrameSize())
+	for _, sp := range specs {
+		xp, err := u.OpenPort(sp.pc)
+		if err != nil {
+			return fmt.Errorf("%s port %s: %w", sp.p.kind, sp.p.name, err)
+		}
+		d.xports[sp.p.id] = xp
+		for _, sock := range xp.Sockets() {
+			sp.p.tx = append(sp.p.tx, &txQueue{sock: sock})
+		}
+		m := xp.Mode()
+		s.log.Info("AF_XDP port open", zap.String("port", sp.p.name), zap.Stringer("kind", sp.p.kind), zap.Int("queues", len(xp.Sockets())),
+			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy))
+	}
+	// Pollers: one per socket, pinned round-robin to the configured CPUs.
+	var xdpPorts []int
+	for _, p := range f.ports {
+		if len(p.tx) > 0 {
+			xdpPorts = append(xdpPorts, p.id)
+		}
+	}
+	i := 0
+	for _, p := range f.ports {
+		for _, tq := range p.tx {
+			cpu := -1
+			if len(c.CPUs) > 0 {
+				cpu = c.CPUs[i%len(c.CPUs)]
+			}
+			pl := &poller{dp: d, port: p, sock: tq.sock, cache: u.NewCache(), cpu: cpu, txIdx: i, dests: xdpPorts,
+				core: newCore(f, d.area, u.FrameSize(), 4*maxBurst)}
+			d.pollers = append(d.pollers, pl)
+			d.all = append(d.all, pl.core)
+			i++
+		}
+	}
+	for _, b := range f.bridges {
+		if b.internal == nil {
+			continue
+		}
+		tp := &tapPoller{dp: d, port: b.internal, cache: u.NewCache(), txIdx: i, dests: xdpPorts,
+			core: newCore(f, d.area, u.FrameSize(), 4*maxBurst)}
+		d.tapPollers = append(d.tapPollers, tp)
+		d.all = append(d.all, tp.core)
+		i++
+	}
+	return nil
+}
+
+func (d *dataPlane) start(s *Switch) error {
+	for _, p := range d.pollers {
+		// Stock the fill ring before traffic arrives.
+		p.sock.Refill(p.cache)
+	}
+	for _, p := range d.pollers {
+		d.wg.Add(1)
+		go p.run()
+	}
+	for _, tp := range d.tapPollers {
+		d.wg.Add(1)
+		go tp.run()
+	}
+	return nil
+}
+
+func (d *dataPlane) stopPollers() error {
+	d.stop.Store(true)
+	d.wg.Wait()
+	return nil
+}
+
+func (d *dataPlane) close() error {
+	var errs []error
+	for id, xp := range d.xports {
+		if err := xp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close port %s: %w", d.s.f.ports[id].name, err))
+		}
+	}
+	d.xports = nil
+	if d.umem != nil {
+		if err := d.umem.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("release UMEM: %w", err))
+		}
+		d.umem = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (d *dataPlane) cores() []*core { return d.all }
+
+func (d *dataPlane) umemStatus() UMEMStatus {
+	if d.umem == nil {
+		return UMEMStatus{}
+	}
+	return UMEMStatus{Frames: d.umem.NumFrames(), FrameSize: d.umem.FrameSize(), Headroom: d.umem.Headroom(), FreeFrames: d.umem.FreeFrames()}
+}
+
+func (d *dataPlane) portStatus(p *port) PortStatus {
+	ps := PortStatus{Name: p.name, Kind: p.kind.String()}
+	xp := d.xports[p.id]
+	if xp == nil {
+		ps.Copy = "none"
+		return ps
+	}
+	m := xp.Mode()
+	ps.Ifindex, ps.XDP, ps.Link, ps.ZeroCopy, ps.Queues = xp.Ifindex(), m.XDP, m.Link, m.ZeroCopy, len(xp.Sockets())
+	ps.Copy = "copy"
+	if m.ZeroCopy {
+		ps.Copy = "zero-copy"
+	}
+	for _, pl := range d.pollers {
+		if pl.port == p {
+			ps.Pollers = append(ps.Pollers, PollerStatus{Queue: pl.sock.Queue(), CPU: pl.cpu})
+		}
+	}
+	return ps
+}
+
+// topUp gives the core at least one burst of free frames for flood copies
+// and TAP reads.
+func topUp(c *core, cache *xsk.Cache) {
+	if n := len(c.free); n < maxBurst {
+		got := cache.Get(c.free[n : n+maxBurst])
+		c.free = c.free[:n+got]
+	}
+}
+
+// rebalance hands surplus free frames back to the cache.
+func rebalance(c *core, cache *xsk.Cache) {
+	if len(c.free) > 2*maxBurst {
+		cache.PutBatch(c.free[maxBurst:])
+		c.free = c.free[:maxBurst]
+	}
+}
+
+// flush transmits the core's pending lists: per destination port, one lock
+// of one of its sockets, Transmit, Complete into this poller's cache.
+func flush(c *core, cache *xsk.Cache, dests []int, txIdx int) {
+	for _, id := range dests {
+		q := c.pend[id]
+		if len(q) == 0 {
+			continue
+		}
+		p := c.f.ports[id]
+		tq := p.tx[txIdx%len(p.tx)]
+		tq.mu.Lock()
+		sent := tq.sock.Transmit(q)
+		tq.sock.Complete(cache)
+		tq.mu.Unlock()
+		pc := &c.ctr[id]
+		var bytes uint64
+		for i := 0; i < sent; i++ {
+			bytes += uint64(q[i].Len)
+		}
+		pc.txPackets += uint64(sent)
+		pc.txBytes += bytes
+		for i := sent; i < len(q); i++ {
+			pc.drops[dropTxFull]++
+			c.release(q[i].Addr &^ (c.fsize - 1))
+		}
+		c.pend[id] = q[:0]
+	}
+}
+
+func (p *poller) run() {
+	defer p.dp.wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	log := p.dp.s.log
+	if p.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(p.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			log.Warn("cannot pin poller", zap.String("port", p.port.name), zap.Int("queue", p.sock.Queue()), zap.Int("cpu", p.cpu), zap.Error(err))
+		}
+	}
+	c := p.core
+	clock := p.dp.s.f.clock
+	busy := p.dp.s.cfg.BusyPoll
+	var rx [maxBurst]desc
+	for !p.dp.stop.Load() {
+		n := p.sock.Receive(rx[:])
+		if n == 0 {
+			p.sock.Refill(p.cache)
+			p.completeIdle()
+			if !busy {
+				if err := p.sock.Wait(idleWait); err != nil && !errors.Is(err, unix.EINTR) {
+					log.Warn("poll", zap.String("port", p.port.name), zap.Error(err))
+					time.Sleep(idleWait)
+				}
+			}
+			continue
+		}
+		c.now = clock.Tick()
+		topUp(c, p.cache)
+		c.forward(p.port, rx[:n])
+		flush(c, p.cache, p.dests, p.txIdx)
+		rebalance(c, p.cache)
+		p.sock.Refill(p.cache)
+	}
+	p.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	p.cache.Flush()
+}
+
+// completeIdle drains completion rings of the sockets this poller sends
+// on, so that frames do not stay parked there when traffic stops.
+func (p *poller) completeIdle() {
+	for _, id := range p.dests {
+		pt := p.core.f.ports[id]
+		tq := pt.tx[p.txIdx%len(pt.tx)]
+		if tq.mu.TryLock() {
+			tq.sock.Complete(p.cache)
+			tq.mu.Unlock()
+		}
+	}
+}
+
+func (tp *tapPoller) run() {
+	defer tp.dp.wg.Done()
+	c := tp.core
+	fd := tp.port.fd
+	clock := tp.dp.s.f.clock
+	var descs [maxBurst]desc
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for !tp.dp.stop.Load() {
+		topUp(c, tp.cache)
+		n := 0
+		for n < maxBurst && len(c.free) > 0 {
+			nb := c.free[len(c.free)-1] &^ (c.fsize - 1)
+			buf := c.area[nb+copyOff : nb+c.fsize]
+			k, err := unix.Read(fd, buf)
+			if err != nil {
+				break
+			}
+			c.free = c.free[:len(c.free)-1]
+			if k >= len(buf) {
+				// Possibly truncated: larger than a UMEM frame can carry.
+				c.ctr[tp.port.id].drops[dropTooBig]++
+				c.release(nb)
+				continue
+			}
+			c.tapCopies++
+			descs[n] = desc{Addr: nb + copyOff, Len: uint32(k)}
+			n++
+		}
+		if n == 0 {
+			if len(c.free) == 0 {
+				c.ctr[tp.port.id].drops[dropNoFrame]++
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			_, _ = unix.Poll(pfd, int(idleWait/time.Millisecond))
+			continue
+		}
+		c.now = clock.Tick()
+		c.forward(tp.port, descs[:n])
+		flush(c, tp.cache, tp.dests, tp.txIdx)
+		rebalance(c, tp.cache)
+	}
+	tp.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	tp.cache.Flush()
+}
