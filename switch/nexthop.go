@@ -31,6 +31,7 @@ type resolver struct {
 	mac      net.HardwareAddr
 	locals   []netip.Addr
 	tunnels  []*tunnel
+	h        *netlink.Handle // bound to the switch's network namespace
 	mu       sync.Mutex
 	added    map[netip.Addr]bool // managed neighbour entries we created
 	done     chan struct{}
@@ -45,9 +46,15 @@ func newResolver(log *zap.Logger, ifindex int, ifname string, mac net.HardwareAd
 	}
 }
 
-// start subscribes to route and neighbour changes (in the calling
-// process's namespace) and resolves every tunnel once.
+// start subscribes to route and neighbour changes and opens its netlink
+// handle, both in the network namespace of the calling thread (the
+// resolver then works from any goroutine), and resolves every tunnel once.
 func (r *resolver) start() error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	r.h = h
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
 	errCb := func(err error) {
@@ -159,7 +166,7 @@ const usableNUD = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY 
 // when unresolved).
 func (r *resolver) resolve(t *tunnel) (NextHopStatus, *geneve.Encapsulator) {
 	st := NextHopStatus{State: "no_route", Dev: r.ifname}
-	rts, err := netlink.RouteGet(t.remote.AsSlice())
+	rts, err := r.h.RouteGet(t.remote.AsSlice())
 	if err != nil || len(rts) == 0 {
 		st.Error = fmt.Sprintf("no route to %v", t.remote)
 		if err != nil {
@@ -170,7 +177,7 @@ func (r *resolver) resolve(t *tunnel) (NextHopStatus, *geneve.Encapsulator) {
 	rt := rts[0]
 	if rt.LinkIndex != r.ifindex {
 		dev := fmt.Sprintf("ifindex %d", rt.LinkIndex)
-		if l, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+		if l, err := r.h.LinkByIndex(rt.LinkIndex); err == nil {
 			dev = l.Attrs().Name
 		}
 		st.Dev = dev
@@ -230,7 +237,7 @@ func (r *resolver) neighbour(hop netip.Addr) (net.HardwareAddr, bool, error) {
 	if hop.Is6() {
 		fam = netlink.FAMILY_V6
 	}
-	ns, err := netlink.NeighList(r.ifindex, fam)
+	ns, err := r.h.NeighList(r.ifindex, fam)
 	if err != nil {
 		return nil, false, fmt.Errorf("list neighbours of %s: %w", r.ifname, err)
 	}
@@ -258,7 +265,7 @@ func (r *resolver) addManaged(hop netip.Addr) error {
 		LinkIndex: r.ifindex, Family: fam, IP: hop.AsSlice(),
 		State: netlink.NUD_NONE, FlagsExt: netlink.NTF_EXT_MANAGED,
 	}
-	if err := netlink.NeighSet(n); err != nil {
+	if err := r.h.NeighSet(n); err != nil {
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("add managed neighbour %v on %s (needs Linux 5.16+): %w", hop, r.ifname, err)
 		}
@@ -281,6 +288,10 @@ func (r *resolver) close() {
 	}
 	close(r.done)
 	r.wg.Wait()
+	if r.h == nil {
+		return
+	}
+	defer r.h.Close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for hop := range r.added {
@@ -288,10 +299,10 @@ func (r *resolver) close() {
 		if hop.Is6() {
 			fam = netlink.FAMILY_V6
 		}
-		ns, _ := netlink.NeighList(r.ifindex, fam)
+		ns, _ := r.h.NeighList(r.ifindex, fam)
 		for _, n := range ns {
 			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == hop && n.FlagsExt&netlink.NTF_EXT_MANAGED != 0 {
-				_ = netlink.NeighDel(&n)
+				_ = r.h.NeighDel(&n)
 			}
 		}
 	}
