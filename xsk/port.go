@@ -1,0 +1,167 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"go.uber.org/zap"
+)
+
+// PortConfig describes one device the switch takes over.
+type PortConfig struct {
+	Interface  string       // device name, in the calling thread's network namespace
+	Role       Role         // which frames the steering program hands to the sockets
+	LocalIPs   []netip.Addr // RoleUnderlay: local tunnel endpoint addresses
+	Queues     int          // sockets to bind, one per RX queue; 0 = every queue of the device
+	RingSize   int          // entries of each of the four rings (power of two); default 2048
+	ZeroCopy   ZeroCopy     // auto (zero-copy, else copy), on, off
+	XDPMode    XDPMode      // auto (native, else generic), native, generic
+	NeedWakeup bool         // XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks
+	BusyPoll   bool         // SO_PREFER_BUSY_POLL and friends
+	Logger     *zap.Logger  // nil: no logs
+}
+
+// Mode is what the kernel granted a port.
+type Mode struct {
+	ZeroCopy bool   // sockets bound with XDP_ZEROCOPY
+	XDP      string // "native" | "generic"
+	Link     string // "bpf_link" | "netlink"
+}
+
+// Port is a device with the steering program attached and one socket per
+// RX queue, all on one UMEM.
+type Port struct {
+	u       *Umem
+	name    string
+	ifindex int
+	steer   *Steering
+	sockets []*Socket
+	mode    Mode
+	log     *zap.Logger
+	closed  bool
+}
+
+const defaultRingSize = 2048
+
+// OpenPort attaches the steering program to the device and binds one
+// socket per queue, all sharing u, each with its own fill and completion
+// ring. It must run in the device's network namespace.
+func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
+	log := c.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if c.RingSize == 0 {
+		c.RingSize = defaultRingSize
+	}
+	if c.RingSize < 64 || c.RingSize > 1<<15 || c.RingSize&(c.RingSize-1) != 0 {
+		return nil, fmt.Errorf("port %s: RingSize %d must be a power of two from 64 to 32768", c.Interface, c.RingSize)
+	}
+	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
+		return nil, fmt.Errorf("port %s: ZeroCopy %d unknown (use ZeroCopyAuto, ZeroCopyOn or ZeroCopyOff)", c.Interface, int(c.ZeroCopy))
+	}
+	ifc, err := net.InterfaceByName(c.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
+	}
+	devQueues, err := QueueCount(c.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
+	}
+	q := c.Queues
+	switch {
+	case q == 0:
+		q = devQueues
+	case q < devQueues:
+		return nil, fmt.Errorf("port %s: Queues %d but the device has %d RX queues: frames on queues %d to %d would bypass the switch; use 0 (every queue) or lower the device's queue count (ethtool -L %s combined %d)",
+			c.Interface, q, devQueues, q, devQueues-1, c.Interface, q)
+	case q > devQueues:
+		return nil, fmt.Errorf("port %s: Queues %d but the device has only %d RX queues", c.Interface, q, devQueues)
+	}
+	p := &Port{u: u, name: c.Interface, ifindex: ifc.Index, log: log}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	p.steer, err = AttachSteering(SteerConfig{Ifindex: ifc.Index, Role: c.Role, LocalIPs: c.LocalIPs, Mode: c.XDPMode, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
+	}
+	p.mode.XDP, p.mode.Link = p.steer.Mode()
+	for i := 0; i < q; i++ {
+		s, err := u.openSocket(socketConfig{ifindex: ifc.Index, queue: i, ringSize: uint32(c.RingSize),
+			zeroCopy: c.ZeroCopy, needWakeup: c.NeedWakeup, busyPoll: c.BusyPoll})
+		if err != nil {
+			return nil, fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
+		}
+		p.sockets = append(p.sockets, s)
+		if err := p.steer.Register(i, s.Fd()); err != nil {
+			return nil, fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
+		}
+	}
+	p.mode.ZeroCopy = p.sockets[0].ZeroCopy()
+	u.mu.Lock()
+	u.ports = append(u.ports, p)
+	u.mu.Unlock()
+	bind := "copy"
+	if p.mode.ZeroCopy {
+		bind = "zero-copy"
+	}
+	log.Info("AF_XDP sockets bound", zap.String("interface", c.Interface), zap.Int("queues", q),
+		zap.String("bind", bind), zap.Bool("need_wakeup", p.sockets[0].NeedWakeup()), zap.Bool("busy_poll", c.BusyPoll),
+		zap.Int("ring_size", c.RingSize), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
+	return p, nil
+}
+
+// Sockets are the port's sockets, by queue.
+func (p *Port) Sockets() []*Socket { return p.sockets }
+
+// Mode is the zero-copy, XDP and attach mode the port got.
+func (p *Port) Mode() Mode { return p.mode }
+
+// Ifindex is the device's interface index.
+func (p *Port) Ifindex() int { return p.ifindex }
+
+// Name is the device's name.
+func (p *Port) Name() string { return p.name }
+
+// Steering is the port's XDP program (for its counters).
+func (p *Port) Steering() *Steering { return p.steer }
+
+// Close takes the sockets out of the XSKMAP, detaches the program and
+// closes the sockets, giving their frames back to the UMEM. Pollers must
+// have stopped.
+func (p *Port) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	if p.steer != nil {
+		for i := range p.sockets {
+			if err := p.steer.Unregister(i); err != nil {
+				errs = append(errs, fmt.Errorf("port %s queue %d: %w", p.name, i, err))
+			}
+		}
+		if err := p.steer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("port %s: %w", p.name, err))
+		}
+	}
+	for _, s := range p.sockets {
+		if err := s.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("port %s queue %d: %w", p.name, s.Queue(), err))
+		}
+	}
+	p.u.mu.Lock()
+	for i, o := range p.u.ports {
+		if o == p {
+			p.u.ports = append(p.u.ports[:i], p.u.ports[i+1:]...)
+			break
+		}
+	}
+	p.u.mu.Unlock()
+	return errors.Join(errs...)
+}
