@@ -1,5 +1,3 @@
-//go:build xskready
-
 package vswitch
 
 import (
@@ -10,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -160,7 +157,7 @@ func (d *dataPlane) open(s *Switch) error {
 		return fmt.Errorf("UMEM of %d frames of %d bytes: %w", frames, c.UMEM.FrameSize, err)
 	}
 	d.umem = u
-	d.area = unsafe.Slice(&u.Frame(0)[0], u.NumFrames()*u.FrameSize())
+	d.area = u.Area()
 	for _, sp := range specs {
 		xp, err := u.OpenPort(sp.pc)
 		if err != nil {

@@ -1,8 +1,3 @@
-//go:build xskready
-
-// These tests need the AF_XDP data plane (switch/dataplane.go), built with
-// the xskready tag until the xsk socket layer lands; then the tag goes.
-
 package main_test
 
 import (
