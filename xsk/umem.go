@@ -228,7 +228,10 @@ func (u *Umem) NewCache() *Cache {
 }
 
 // Get fills dst with free frame base addresses and returns how many it
-// got (fewer than len(dst) only when the UMEM has no more free frames).
+// got: fewer than len(dst) only when this cache and the global stack are
+// empty. Other caches may still hold frames then (up to 4*256 each, until
+// their owners Flush or overflow them), so size the UMEM for the rings,
+// the frames in flight and one cache per poller.
 func (c *Cache) Get(dst []uint64) int {
 	got := 0
 	for got < len(dst) {
