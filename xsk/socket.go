@@ -60,7 +60,8 @@ type Stats struct {
 	TxPackets  uint64 // descriptors put on the TX ring
 	TxRingFull uint64 // descriptors Transmit could not place (ring full)
 	Filled     uint64 // frames put on the fill ring
-	Completed  uint64 // frames taken from the completion ring
+	Completed  uint64 // entries taken from the completion ring
+	TxBadAddrs uint64 // of Completed: invalid descriptors outside the UMEM (no frame to give back)
 	Kicks      uint64 // sendto/recvfrom wake-ups made
 	KickErrors uint64 // wake-ups that failed with an unexpected error
 }
@@ -77,8 +78,8 @@ type Socket struct {
 	ifindex  int
 	queue    int
 	zeroCopy bool
-	wakeup   bool // bound with XDP_USE_NEED_WAKEUP
-	anchor   bool // its fd is the UMEM's shared_umem_fd
+	wakeup   bool   // bound with XDP_USE_NEED_WAKEUP
+	areaSize uint64 // bytes of the UMEM: completions at or past it name no frame
 
 	rx, tx, fill, comp *ring
 
@@ -91,15 +92,18 @@ type Socket struct {
 	txPackets  atomic.Uint64
 	txFull     atomic.Uint64
 	completed  atomic.Uint64
+	badAddrs   atomic.Uint64
 	kicks      atomic.Uint64
 	kickErrors atomic.Uint64
 
-	closed  bool
-	retired bool // anchor closed by its owner, kept bound until the UMEM no longer needs it
+	closed bool
 }
 
 // openSocket creates, sets up and binds one socket on u. The first socket
-// of a UMEM registers it; the others share it.
+// of a UMEM registers it; the others share it (XDP_SHARED_UMEM) by naming
+// any open socket of the UMEM bound to another device or queue: the
+// kernel keeps the UMEM registered while any socket uses it, so no socket
+// has to outlive the others.
 func (u *Umem) openSocket(c socketConfig) (*Socket, error) {
 	if c.ringSize == 0 || c.ringSize&(c.ringSize-1) != 0 {
 		return nil, fmt.Errorf("ring size %d is not a power of two", c.ringSize)
@@ -109,7 +113,7 @@ func (u *Umem) openSocket(c socketConfig) (*Socket, error) {
 	if u.closed {
 		return nil, errors.New("umem closed")
 	}
-	if u.anchor == nil {
+	if len(u.sockets) == 0 {
 		// Register the UMEM on this socket; zero-copy first when allowed.
 		var firstErr error
 		modes := []ZeroCopy{ZeroCopyOn, ZeroCopyOff}
@@ -122,8 +126,6 @@ func (u *Umem) openSocket(c socketConfig) (*Socket, error) {
 		for _, m := range modes {
 			s, err := u.newSocket(c, m, nil)
 			if err == nil {
-				s.anchor = true
-				u.anchor = s
 				u.sockets = append(u.sockets, s)
 				return s, nil
 			}
@@ -136,7 +138,19 @@ func (u *Umem) openSocket(c socketConfig) (*Socket, error) {
 		}
 		return nil, firstErr
 	}
-	s, err := u.newSocket(c, 0, u.anchor)
+	// A socket on the same device and queue would make the kernel share
+	// its fill and completion rings too; every socket here has its own.
+	var share *Socket
+	for _, o := range u.sockets {
+		if o.ifindex != c.ifindex || o.queue != c.queue {
+			share = o
+			break
+		}
+	}
+	if share == nil {
+		return nil, fmt.Errorf("ifindex %d queue %d already has a socket on this UMEM", c.ifindex, c.queue)
+	}
+	s, err := u.newSocket(c, 0, share)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +170,7 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 	if err != nil {
 		return nil, fmt.Errorf("socket(AF_XDP): %w", err)
 	}
-	s := &Socket{u: u, fd: fd, ifindex: c.ifindex, queue: c.queue}
+	s := &Socket{u: u, fd: fd, ifindex: c.ifindex, queue: c.queue, areaSize: uint64(u.numFrames * u.frameSize)}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -213,7 +227,18 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 			sa.Flags |= unix.XDP_USE_NEED_WAKEUP
 		}
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	// The kernel releases a closed socket's hold on its queue in deferred
+	// work (tens of milliseconds): a port closed and opened again finds
+	// the queue busy for that long.
+	err = unix.Bind(fd, sa)
+	for deadline := time.Now().Add(bindBusyWait); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		err = unix.Bind(fd, sa)
+	}
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			err = fmt.Errorf("%w (another AF_XDP socket holds the queue)", err)
+		}
 		what := "copy mode"
 		switch {
 		case share != nil:
@@ -242,6 +267,10 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 	}
 	return s, nil
 }
+
+// bindBusyWait bounds how long a bind retries a queue that is still held
+// by a socket being released.
+const bindBusyWait = time.Second
 
 // setBusyPoll asks the kernel to busy-poll the device queue from our
 // syscalls instead of waiting for interrupts.
@@ -296,10 +325,20 @@ func (s *Socket) Receive(descs []Desc) int {
 
 // Refill tops the fill ring up with frames from c and returns how many it
 // added; it wakes the kernel when the ring asks for it.
+//
+// The socket never gives the kernel more receive frames (fill ring plus
+// RX ring) than the RX ring holds: when a copy-mode RX ring is full, the
+// kernel parks the frame it took for the packet on a private free list
+// that no ring shows, and a frame parked there when the socket closes is
+// lost. With the bound the RX ring always has room for the frame the
+// kernel took; a burst beyond it is dropped for want of a fill entry
+// (RxDropped, RxFillRingEmpty), which costs no frame.
 func (s *Socket) Refill(c *Cache) int {
 	total := 0
 	for {
-		room := s.fill.free(uint32(len(s.fillBuf)))
+		// Frames given to the kernel's RX side and not yet received.
+		limit := s.rx.size - (s.fill.local - s.rx.local)
+		room := s.fill.free(min(uint32(len(s.fillBuf)), limit))
 		if room == 0 {
 			break
 		}
@@ -327,8 +366,16 @@ func (s *Socket) Refill(c *Cache) int {
 // Transmit places as many descriptors as fit on the TX ring and wakes the
 // kernel if needed. It returns how many it placed; the caller still owns
 // the rest.
+//
+// Transmit(nil) only kicks, when descriptors wait in the TX ring. Invalid
+// descriptors (outside the UMEM, crossing the end of their frame, length
+// 0) are refused by the kernel (Stats.TxInvalidDescs) and come back
+// through the completion ring like sent ones.
 func (s *Socket) Transmit(descs []Desc) int {
 	if len(descs) == 0 {
+		if atomic.LoadUint32(s.tx.consumer) != s.tx.local && (!s.wakeup || s.tx.needWakeup()) {
+			s.kickTx()
+		}
 		return 0
 	}
 	n := s.tx.free(uint32(len(descs)))
@@ -343,22 +390,28 @@ func (s *Socket) Transmit(descs []Desc) int {
 		s.txFull.Add(uint64(len(descs) - int(n)))
 	}
 	if !s.wakeup || s.tx.needWakeup() {
-		s.kickTx(int(n))
+		s.kickTx()
 	}
 	return int(n)
 }
 
 // kickTx wakes the kernel's TX. In copy mode the kernel sends at most 32
-// descriptors per sendto and answers EAGAIN when more remain, so it is
-// called until the ring is drained (bounded).
-func (s *Socket) kickTx(n int) {
-	for tries := n/32 + 2; tries > 0; tries-- {
+// descriptors per sendto (and stops after an invalid one), answering
+// EAGAIN when more remain, so it kicks again while the kernel makes
+// progress and descriptors remain; it stops when a kick moves nothing
+// (completion ring full, device busy: the next Transmit or Complete
+// retries).
+func (s *Socket) kickTx() {
+	cons := atomic.LoadUint32(s.tx.consumer)
+	for cons != s.tx.local {
 		if !s.kick(true) {
 			return
 		}
-		if atomic.LoadUint32(s.tx.consumer) == s.tx.local {
+		next := atomic.LoadUint32(s.tx.consumer)
+		if next == cons {
 			return
 		}
+		cons = next
 	}
 }
 
@@ -390,7 +443,14 @@ func (s *Socket) Complete(c *Cache) int {
 		return 0
 	}
 	for i := uint32(0); i < n; i++ {
-		c.put1(*s.comp.addr(s.comp.local + i))
+		a := *s.comp.addr(s.comp.local + i)
+		if a >= s.areaSize {
+			// An invalid TX descriptor outside the UMEM, given back by
+			// the kernel: it names no frame.
+			s.badAddrs.Add(1)
+			continue
+		}
+		c.put1(a)
 	}
 	c.count.Store(int64(len(c.stack)))
 	s.comp.release(n)
@@ -420,7 +480,7 @@ func (s *Socket) Stats() (Stats, error) {
 	l := uint32(unsafe.Sizeof(ks))
 	st := Stats{
 		RxPackets: s.rxPackets.Load(), TxPackets: s.txPackets.Load(), TxRingFull: s.txFull.Load(),
-		Filled: s.filled.Load(), Completed: s.completed.Load(), Kicks: s.kicks.Load(), KickErrors: s.kickErrors.Load(),
+		Filled: s.filled.Load(), Completed: s.completed.Load(), TxBadAddrs: s.badAddrs.Load(), Kicks: s.kicks.Load(), KickErrors: s.kickErrors.Load(),
 	}
 	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP, unix.XDP_STATISTICS,
 		uintptr(unsafe.Pointer(&ks)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
@@ -433,13 +493,13 @@ func (s *Socket) Stats() (Stats, error) {
 
 // Close closes the socket and gives every frame it held back to the UMEM.
 // The caller must have stopped using it (and removed it from the XSKMAP).
-// The UMEM's first socket stays bound, idle, while other sockets share
-// the UMEM through it; it is released with the last of them.
+// Other sockets of the UMEM keep working: the kernel holds the UMEM while
+// any socket uses it.
 func (s *Socket) Close() error {
 	u := s.u
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if s.closed || s.retired {
+	if s.closed {
 		return nil
 	}
 	for i, o := range u.sockets {
@@ -448,17 +508,7 @@ func (s *Socket) Close() error {
 			break
 		}
 	}
-	if s.anchor && len(u.sockets) > 0 {
-		s.retired = true
-		return nil
-	}
 	s.release()
-	if a := u.anchor; a != nil && a != s && a.retired && len(u.sockets) == 0 {
-		a.release()
-	}
-	if len(u.sockets) == 0 {
-		u.anchor = nil
-	}
 	return nil
 }
 
@@ -485,42 +535,68 @@ func (s *Socket) release() {
 	}
 }
 
-// reclaim collects the frames held in the four rings: fill entries the
-// kernel has not consumed, RX and completion entries we have not read, TX
-// entries the kernel has not sent. A frame seen twice (a fill entry the
-// kernel took but had not yet published as consumed) is counted once;
-// frames the kernel keeps elsewhere are counted as lost.
+// txDrainWait bounds how long Close waits for frames the kernel took from
+// the TX ring to show up in the completion ring.
+const txDrainWait = 200 * time.Millisecond
+
+// reclaim collects the frames the socket holds for the kernel, from the
+// ring indices (the socket no longer receives: it left the XSKMAP):
+//   - RX entries not yet received;
+//   - fill entries the kernel has not taken. The kernel publishes its fill
+//     consumer index late (per batch), so that index may still cover
+//     frames that already went through the RX ring and on; the frames
+//     really left in the fill ring are the newest (given) - (produced on
+//     RX) entries: every frame the kernel takes from the fill ring comes
+//     out in the RX ring (Refill's bound keeps RX-full drops, which would
+//     park a frame in the kernel, from happening);
+//   - completion entries not yet read (after waiting, bounded, for the
+//     frames the kernel took from the TX ring and has not completed yet);
+//   - TX entries the kernel has not taken.
+//
+// What remains of Pending is counted as lost (a zero-copy driver may hold
+// frames; a kernel that does not complete invalid TX descriptors).
 func (s *Socket) reclaim() []uint64 {
 	mask := ^uint64(s.u.frameSize - 1)
+	// Frames the kernel took for TX complete once the device frees them.
+	for deadline := time.Now().Add(txDrainWait); atomic.LoadUint32(s.tx.consumer) != atomic.LoadUint32(s.comp.producer) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	seen := make(map[uint64]bool)
-	var back []uint64
+	back := make([]uint64, 0, max(s.Pending(), 0))
 	add := func(a uint64) {
+		if a >= s.areaSize {
+			return // an invalid TX descriptor: it names no frame
+		}
 		a &= mask
-		if a < uint64(s.u.numFrames*s.u.frameSize) && !seen[a] {
+		if !seen[a] {
 			seen[a] = true
 			back = append(back, a)
 		}
 	}
-	for i := s.rx.local; i != atomic.LoadUint32(s.rx.producer); i++ {
+	rxProd := atomic.LoadUint32(s.rx.producer)
+	for i := s.rx.local; i != rxProd; i++ {
 		add(s.rx.desc(i).Addr)
 	}
-	for i := s.comp.local; i != atomic.LoadUint32(s.comp.producer); i++ {
-		add(*s.comp.addr(i))
+	inFill := s.fill.local - rxProd
+	if published := s.fill.local - atomic.LoadUint32(s.fill.consumer); inFill > published {
+		inFill = published // taken by the kernel but not produced on RX: lost below
 	}
-	for i := atomic.LoadUint32(s.tx.consumer); i != s.tx.local; i++ {
-		add(s.tx.desc(i).Addr)
-	}
-	// Newest fill entries first: if the count says some entries are stale
-	// (taken by the kernel before it published its consumer index), the
-	// stale ones are the oldest and are the ones cut off below.
-	for i, cons := s.fill.local, atomic.LoadUint32(s.fill.consumer); i != cons; {
-		i--
+	for i := s.fill.local - inFill; i != s.fill.local; i++ {
 		add(*s.fill.addr(i))
 	}
-	if pending := s.Pending(); pending > len(back) {
+	for i, prod := s.comp.local, atomic.LoadUint32(s.comp.producer); i != prod; i++ {
+		add(*s.comp.addr(i))
+	}
+	noFrame := 0 // unsent descriptors outside the UMEM: counted in Pending, no frame
+	for i := atomic.LoadUint32(s.tx.consumer); i != s.tx.local; i++ {
+		if a := s.tx.desc(i).Addr; a < s.areaSize {
+			add(a)
+		} else {
+			noFrame++
+		}
+	}
+	if pending := s.Pending() - noFrame; pending > len(back) {
 		s.u.lost.Add(uint64(pending - len(back)))
-	} else if pending < len(back) {
-		back = back[:max(pending, 0)]
 	}
 	return back
 }

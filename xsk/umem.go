@@ -58,8 +58,7 @@ type Umem struct {
 	mu      sync.Mutex
 	free    []uint64 // global free stack (frame base addresses)
 	caches  []*Cache
-	anchor  *Socket   // the socket whose fd later sockets name in XDP_SHARED_UMEM
-	sockets []*Socket // bound, open sockets (anchor included while open)
+	sockets []*Socket // bound, open sockets; the first one registered the UMEM
 	ports   []*Port
 	closed  bool
 	lost    atomic.Uint64 // frames the kernel kept when a socket closed (zero-copy drivers)
@@ -178,10 +177,6 @@ func (u *Umem) Close() error {
 			errs = append(errs, err)
 		}
 		u.mu.Lock()
-	}
-	if u.anchor != nil {
-		u.anchor.release()
-		u.anchor = nil
 	}
 	u.closed = true
 	if err := unix.Munmap(u.area); err != nil {
