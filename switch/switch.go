@@ -234,7 +234,9 @@ func New(c *Config, o Options) (s *Switch, err error) {
 			if len(b.tunnels) > 0 {
 				maxMTU := s.underlayMTU
 				for _, t := range b.tunnels {
-					if m := s.underlayMTU - (t.hdrLen - geneve.EthLen); m < maxMTU {
+					// The inner frame's Ethernet header is part of the payload
+					// the outer IP carries: MTU = underlay MTU - 50 (IPv4) or 70.
+					if m := t.maxInner - geneve.EthLen; m < maxMTU {
 						maxMTU = m
 					}
 				}
