@@ -187,12 +187,15 @@ func udpFlows(t *testing.T, ns string, dst netip.Addr, ports []int, count int) {
 	t.Helper()
 	err := testnet.Do(ns, func() error {
 		for _, p := range ports {
-			c, err := net.DialUDP("udp4", &net.UDPAddr{Port: p}, &net.UDPAddr{IP: dst.AsSlice(), Port: 9})
+			// Unconnected: the ICMP port unreachable that the discard port
+			// answers must not fail the next write (ECONNREFUSED).
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: p})
 			if err != nil {
 				return fmt.Errorf("udp flow from port %d: %w", p, err)
 			}
+			to := &net.UDPAddr{IP: dst.AsSlice(), Port: 9}
 			for i := 0; i < count; i++ {
-				if _, err := c.Write([]byte("xswitch interop " + strconv.Itoa(p))); err != nil {
+				if _, err := c.WriteToUDP([]byte("xswitch interop "+strconv.Itoa(p)), to); err != nil {
 					c.Close()
 					return fmt.Errorf("udp flow from port %d: %w", p, err)
 				}
