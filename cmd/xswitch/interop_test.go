@@ -124,9 +124,15 @@ func (e *interop) configure(key uint32, ovsMode int, xsOptions, xsKnown string) 
 		t.Fatal(err)
 	}
 	e.ovs.MustOfctl("del-flows", "br1")
-	e.ovs.MustOfctl("del-tlv-map", "br1")
-	// OVS accepts the option xswitch may send (a critical option needs a map).
-	e.ovs.MustOfctl("add-tlv-map", "br1", "{class=0x0102,type=0x80,len=4}->tun_metadata0")
+	// OVS accepts the option xswitch may send (a critical option needs a
+	// map). The map stays from one configuration to the next: OVS refuses
+	// to delete it (NXTTMFC_INVALID_TLV_DEL) until the deleted flows that
+	// used it are freed, after an RCU grace period.
+	if m, err := e.ovs.Ofctl("dump-tlv-map", "br1"); err != nil {
+		t.Fatalf("ovs-ofctl dump-tlv-map: %v\n%s", err, m)
+	} else if !strings.Contains(m, "0x102") || !strings.Contains(m, "tun_metadata0") {
+		e.ovs.MustOfctl("add-tlv-map", "br1", "{class=0x0102,type=0x80,len=4}->tun_metadata0")
+	}
 	switch ovsMode {
 	case ovsPlain:
 		e.ovs.MustOfctl("add-flow", "br1", "priority=0,actions=NORMAL")
