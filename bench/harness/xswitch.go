@@ -1,5 +1,3 @@
-//go:build e2eready
-
 package harness
 
 import (

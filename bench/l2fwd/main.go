@@ -1,5 +1,3 @@
-//go:build xskready
-
 // Command l2fwd is the AF_XDP ceiling of the benchmark: it receives frames
 // on one interface and transmits them unchanged on another through a shared
 // UMEM (package xsk), with no switching at all, from one thread pinned to

@@ -41,9 +41,6 @@ func TestPktgenToSink(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.args[1] == "xsk" && !xskBuilt {
-				t.Skip("TEMPORARY: package xsk sockets have not landed yet")
-			}
 			a, b := n.NS("gen"), n.NS("sink")
 			for _, ns := range []string{a, b} { // no IPv6 chatter from the kernel: only our frames cross
 				n.Run(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1")

@@ -67,6 +67,8 @@ func testBackend(t *testing.T, backend Backend) {
 
 func TestPacketBackend(t *testing.T) { testBackend(t, BackendPacket) }
 
+func TestXSKBackend(t *testing.T) { testBackend(t, BackendXSK) }
+
 func benchBackend(b *testing.B, backend Backend) {
 	g := openOnVeth(b, backend, 0)
 	b.ReportAllocs()
@@ -80,3 +82,6 @@ func benchBackend(b *testing.B, backend Backend) {
 
 // BenchmarkPacketSend is one burst of 64 per op through AF_PACKET sendmmsg.
 func BenchmarkPacketSend(b *testing.B) { benchBackend(b, BackendPacket) }
+
+// BenchmarkXSKSend is one burst of 64 per op through the AF_XDP TX ring.
+func BenchmarkXSKSend(b *testing.B) { benchBackend(b, BackendXSK) }

@@ -1,5 +1,3 @@
-//go:build xskready
-
 package gen
 
 import (

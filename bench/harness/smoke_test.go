@@ -1,0 +1,57 @@
+package harness
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"xswitch/bench/internal/report"
+)
+
+// TestHarnessSmoke runs the whole harness briefly in make test: the ceiling,
+// xswitch and Open vSwitch on the encap path at 64 bytes, one short run
+// each, and checks that every system forwarded frames through the topology
+// and that the report, JSON and chart come out. No speed is asserted.
+func TestHarnessSmoke(t *testing.T) {
+	b := New(Options{
+		Paths: []string{report.PathEncap}, Sizes: []int{64}, Runs: 1,
+		Interval: 500 * time.Millisecond, Warmup: 300 * time.Millisecond,
+		Flows: 4, GenCPU: 0, SwCPU: 1, Log: t.Logf,
+	})
+	runMatrix(t, b, []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS})
+	b.Report.Compute()
+	if len(b.Report.Results) != 3 {
+		t.Fatalf("%d results, want 3: %+v", len(b.Report.Results), b.Report.Results)
+	}
+	for _, r := range b.Report.Results {
+		if r.Error != "" || r.Mpps <= 0 || len(r.RunsMpps) != 1 || r.OfferedMpps <= 0 {
+			t.Errorf("%s %s: %+v", r.System, r.Path, r)
+		}
+	}
+	x := b.Report.Results[1]
+	if x.System != report.SystemXswitch || x.RatioOVS <= 0 || x.RatioCeiling <= 0 {
+		t.Errorf("xswitch ratios missing: %+v", x)
+	}
+	var tab bytes.Buffer
+	b.Report.Table(&tab)
+	t.Logf("\n%s", tab.String())
+	dir := t.TempDir()
+	if err := b.Report.WriteJSON(filepath.Join(dir, "r.json")); err != nil {
+		t.Fatal(err)
+	}
+	back, err := report.ReadJSON(filepath.Join(dir, "r.json"))
+	if err != nil || len(back.Results) != 3 {
+		t.Fatalf("JSON: %v %+v", err, back)
+	}
+	if err := b.Report.WriteSVG(filepath.Join(dir, "c.svg")); err != nil {
+		t.Fatal(err)
+	}
+	svg, _ := os.ReadFile(filepath.Join(dir, "c.svg"))
+	if err := xml.Unmarshal(svg, new(struct{})); err != nil || !strings.Contains(string(svg), "encap") {
+		t.Errorf("chart: %v", err)
+	}
+}

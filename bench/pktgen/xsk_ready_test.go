@@ -1,5 +1,0 @@
-//go:build xskready
-
-package main
-
-const xskBuilt = true
