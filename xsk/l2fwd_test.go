@@ -5,9 +5,10 @@ package xsk
 //
 //	gen ns: g ──veth── a [fwd ns] b ──veth── s :sink ns
 //
-// This package forwards by descriptor through one shared UMEM (no copy).
-// asavie/xdp has no shared UMEM: each of its sockets owns a UMEM, so a
-// frame received on a must be copied into a frame of b's UMEM.
+// Three forwarders: xsk-shared forwards by descriptor through one shared
+// UMEM (no copy in user space); xsk-copy gives each port its own UMEM and
+// copies the frame, as asavie/xdp must (it has no shared UMEM) and as its
+// l2fwd example does; asavie is asavie/xdp.
 
 import (
 	"errors"
@@ -79,7 +80,6 @@ func newL2Topo(tb testing.TB) *l2Topo {
 
 // l2fwder is a running forwarder: one goroutine on a locked OS thread.
 type l2fwder struct {
-	name    string
 	stopped atomic.Bool
 	done    chan error
 	fwd     atomic.Uint64 // frames handed to TX
@@ -125,8 +125,9 @@ func pinThread(cpu int) (func(), error) {
 	}, nil
 }
 
-func (f *l2fwder) run(cpu int, loop func()) {
+func (f *l2fwder) run(cpu int, loop func(ready func())) error {
 	f.done = make(chan error, 1)
+	started := make(chan struct{})
 	go func() {
 		unpin, err := pinThread(cpu)
 		if err != nil {
@@ -134,10 +135,21 @@ func (f *l2fwder) run(cpu int, loop func()) {
 			return
 		}
 		f.tid.Store(int64(unix.Gettid()))
-		loop()
+		loop(func() { close(started) })
 		unpin()
 		f.done <- nil
 	}()
+	// Frames sent before the first fill would be dropped.
+	select {
+	case <-started:
+		return nil
+	case err := <-f.done:
+		if err == nil {
+			err = errors.New("forwarding loop ended before it was ready")
+		}
+		f.done <- err
+		return err
+	}
 }
 
 // stop ends the loop and releases the forwarder.
@@ -147,29 +159,53 @@ func (f *l2fwder) stop() error {
 	return errors.Join(err, f.close())
 }
 
-// startXsk forwards a → b with this package: one port per veth on one
-// UMEM; a received descriptor is transmitted as is (its destination MAC
-// rewritten in place).
-func startXsk(tp *l2Topo, cpu, batch int) (*l2fwder, *Umem, error) {
-	u, err := NewUmem(UmemConfig{NumFrames: 2 * l2fwdFrames, FrameSize: 2048})
+// startXsk forwards a → b with this package, one port per veth.
+//
+// shared: both ports on one UMEM (XDP_SHARED_UMEM); a received descriptor
+// is transmitted as is, its destination MAC rewritten in place: no copy in
+// user space.
+//
+// !shared: each port on its own UMEM, as asavie/xdp does it; a received
+// frame is copied into a frame of b's UMEM (destination MAC rewritten
+// there) and goes back to a's fill ring at once.
+func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error) {
+	ua, err := NewUmem(UmemConfig{NumFrames: 2 * l2fwdFrames, FrameSize: 2048})
 	if err != nil {
 		return nil, nil, err
+	}
+	umems := []*Umem{ua}
+	ub := ua
+	if !shared {
+		ua.Close()
+		if ua, err = NewUmem(UmemConfig{NumFrames: l2fwdFrames, FrameSize: 2048}); err != nil {
+			return nil, nil, err
+		}
+		if ub, err = NewUmem(UmemConfig{NumFrames: l2fwdFrames, FrameSize: 2048}); err != nil {
+			ua.Close()
+			return nil, nil, err
+		}
+		umems = []*Umem{ua, ub}
+	}
+	closeAll := func() error {
+		var errs []error
+		for _, u := range umems {
+			errs = append(errs, u.Close())
+		}
+		return errors.Join(errs...)
 	}
 	var pa, pb *Port
 	err = testnet.Do(tp.fwd, func() error {
 		var err error
-		if pa, err = u.OpenPort(PortConfig{Interface: tp.aIf, RingSize: l2fwdRing, NeedWakeup: true}); err != nil {
+		if pa, err = ua.OpenPort(PortConfig{Interface: tp.aIf, RingSize: l2fwdRing, NeedWakeup: true}); err != nil {
 			return err
 		}
-		pb, err = u.OpenPort(PortConfig{Interface: tp.bIf, RingSize: l2fwdRing, NeedWakeup: true})
+		pb, err = ub.OpenPort(PortConfig{Interface: tp.bIf, RingSize: l2fwdRing, NeedWakeup: true})
 		return err
 	})
 	if err != nil {
-		u.Close()
-		return nil, nil, err
+		return nil, nil, errors.Join(err, closeAll())
 	}
-	f := &l2fwder{name: "xsk"}
-	f.close = func() error { return u.Close() }
+	f := &l2fwder{close: closeAll}
 	dst := [6]byte(tp.sMAC)
 	rx, tx := pa.Sockets()[0], pb.Sockets()[0]
 	f.stats = func() string {
@@ -178,40 +214,84 @@ func startXsk(tp *l2Topo, cpu, batch int) (*l2fwder, *Umem, error) {
 		return fmt.Sprintf("RX socket: %d received, %d dropped (fill ring empty %d, RX ring full %d); TX socket: %d sent, %d completed, %d kicks",
 			r.RxPackets, r.RxDropped, r.RxFillRingEmpty, r.RxRingFull, t.TxPackets, t.Completed, t.Kicks)
 	}
-	f.run(cpu, func() {
-		c := u.NewCache()
+	err = f.run(cpu, func(ready func()) {
+		ca, cb := ua.NewCache(), ub.NewCache()
 		descs := make([]Desc, batch)
+		out := make([]Desc, batch)
 		addrs := make([]uint64, batch)
 		var fwd, drops uint64
-		rx.Refill(c)
+		rx.Refill(ca)
+		ready()
 		for !f.stopped.Load() {
 			n := rx.Receive(descs)
 			if n > 0 {
-				area := u.Area()
-				for _, d := range descs[:n] {
-					copy(area[d.Addr:d.Addr+6], dst[:])
+				var sent int
+				if shared {
+					area := ua.Area()
+					for _, d := range descs[:n] {
+						copy(area[d.Addr:d.Addr+6], dst[:])
+					}
+					sent = tx.Transmit(descs[:n])
+					for i, d := range descs[sent:n] {
+						addrs[i] = d.Addr
+					}
+					ca.PutBatch(addrs[:n-sent])
+				} else {
+					m := cb.Get(addrs[:n])
+					from, to := ua.Area(), ub.Area()
+					for i, d := range descs[:m] {
+						k := copy(to[addrs[i]:addrs[i]+uint64(ub.FrameSize())], from[d.Addr:d.Addr+uint64(d.Len)])
+						copy(to[addrs[i]:], dst[:])
+						out[i] = Desc{Addr: addrs[i], Len: uint32(k)}
+					}
+					sent = tx.Transmit(out[:m])
+					cb.PutBatch(addrs[sent:m])
+					for i, d := range descs[:n] {
+						addrs[i] = d.Addr
+					}
+					ca.PutBatch(addrs[:n])
 				}
-				sent := tx.Transmit(descs[:n])
-				for i, d := range descs[sent:n] {
-					addrs[i] = d.Addr
-				}
-				c.PutBatch(addrs[:n-sent])
 				fwd += uint64(sent)
 				drops += uint64(n - sent)
 				f.fwd.Store(fwd)
 				f.drops.Store(drops)
 			}
-			tx.Complete(c)
-			rx.Refill(c)
+			tx.Complete(cb)
+			rx.Refill(ca)
 		}
 		// Take back what is still in flight before the ports close.
 		for deadline := time.Now().Add(time.Second); tx.Pending() > 0 && time.Now().Before(deadline); {
 			tx.Transmit(nil)
-			tx.Complete(c)
+			tx.Complete(cb)
 		}
-		c.Flush()
+		ca.Flush()
+		cb.Flush()
 	})
-	return f, u, nil
+	if err != nil {
+		return nil, nil, errors.Join(err, closeAll())
+	}
+	return f, umems, nil
+}
+
+// l2fwdImpls are the forwarders compared: this package forwarding by
+// descriptor through a shared UMEM, this package copying between two
+// UMEMs (asavie's way), and asavie/xdp.
+var l2fwdImpls = []string{"xsk-shared", "xsk-copy", "asavie"}
+
+// startL2fwd starts the forwarder impl on CPU cpu (-1: any); the UMEMs
+// are this package's, for the frame checks after stop.
+func startL2fwd(tp *l2Topo, impl string, cpu int) (*l2fwder, []*Umem, error) {
+	const batch = 64
+	switch impl {
+	case "xsk-shared":
+		return startXsk(tp, cpu, batch, true)
+	case "xsk-copy":
+		return startXsk(tp, cpu, batch, false)
+	case "asavie":
+		f, err := startAsavie(tp, cpu, batch)
+		return f, nil, err
+	}
+	return nil, nil, fmt.Errorf("unknown l2fwd implementation %q", impl)
 }
 
 // startAsavie forwards a → b with asavie/xdp: its program and a socket
@@ -257,10 +337,12 @@ func startAsavie(tp *l2Topo, cpu, batch int) (*l2fwder, error) {
 	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
-	f := &l2fwder{name: "asavie", close: cleanup}
+	f := &l2fwder{close: cleanup}
 	dst := [6]byte(tp.sMAC)
-	f.run(cpu, func() {
+	err = f.run(cpu, func(ready func()) {
 		var fwd, drops uint64
+		in.Fill(in.GetDescs(in.NumFreeFillSlots()))
+		ready()
 		for !f.stopped.Load() {
 			in.Fill(in.GetDescs(in.NumFreeFillSlots()))
 			n := min(in.NumReceived(), batch)
@@ -287,6 +369,9 @@ func startAsavie(tp *l2Topo, cpu, batch int) (*l2fwder, error) {
 			f.drops.Store(drops)
 		}
 	})
+	if err != nil {
+		return nil, errors.Join(err, cleanup())
+	}
 	return f, nil
 }
 
@@ -303,23 +388,17 @@ func asavieSocket(ifindex int, opts *xdp.SocketOptions) (*xdp.Socket, error) {
 	}
 }
 
-// TestL2fwd: both forwarders deliver every frame, byte for byte with the
-// destination MAC rewritten, at a pace the sink keeps up with; the xsk
-// forwarder gives every frame back to its UMEM.
+// TestL2fwd: every forwarder of the benchmark delivers every frame, byte
+// for byte with the destination MAC rewritten, at a pace the sink keeps up
+// with; the xsk forwarders give every frame back to their UMEMs, and no
+// XDP program stays on the interfaces.
 func TestL2fwd(t *testing.T) {
 	tp := newL2Topo(t)
 	gen := openRaw(t, tp.gen, tp.gIf)
 	sink := openRaw(t, tp.sink, tp.sIf)
-	for _, impl := range []string{"xsk", "asavie"} {
+	for _, impl := range l2fwdImpls {
 		t.Run(impl, func(t *testing.T) {
-			var f *l2fwder
-			var u *Umem
-			var err error
-			if impl == "xsk" {
-				f, u, err = startXsk(tp, -1, 64)
-			} else {
-				f, err = startAsavie(tp, -1, 64)
-			}
+			f, umems, err := startL2fwd(tp, impl, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -350,7 +429,7 @@ func TestL2fwd(t *testing.T) {
 			if x := xdpAttached(t, tp.fwd, tp.aIf) + xdpAttached(t, tp.fwd, tp.bIf); x != "" {
 				t.Errorf("XDP program left after stop: %s", x)
 			}
-			if u != nil {
+			for _, u := range umems {
 				checkPool(t, u)
 			}
 		})
@@ -458,9 +537,10 @@ func startGen(tb testing.TB, tp *l2Topo, cpu, size int) {
 	for a := 0; a < u.NumFrames(); a++ {
 		copy(u.Area()[a*u.FrameSize():], frame)
 	}
-	g := &l2fwder{name: "gen", close: u.Close}
+	g := &l2fwder{close: u.Close}
 	s := p.Sockets()[0]
-	g.run(cpu, func() {
+	err = g.run(cpu, func(ready func()) {
+		ready()
 		c := u.NewCache()
 		var addrs [64]uint64
 		var descs [64]Desc
@@ -479,6 +559,10 @@ func startGen(tb testing.TB, tp *l2Topo, cpu, size int) {
 		}
 		c.Flush()
 	})
+	if err != nil {
+		u.Close()
+		tb.Fatalf("generator: %v", err)
+	}
 	tb.Cleanup(func() {
 		if err := g.stop(); err != nil {
 			tb.Errorf("generator: %v", err)
@@ -496,22 +580,23 @@ func startGen(tb testing.TB, tp *l2Topo, cpu, size int) {
 	}
 }
 
-// BenchmarkL2fwd forwards a → b with this package (xsk) and with
-// asavie/xdp v0.3.3 (asavie), one after the other on the same topology and
-// the same generator, for 64- and 1518-byte frames (FCS included; 60 and
-// 1514 bytes in the UMEM). The generator (and a's receive work, which veth
+// BenchmarkL2fwd forwards a → b with the three forwarders (xsk-shared,
+// xsk-copy, asavie), one after the other on the same topology and the
+// same generator, for 64- and 1518-byte frames (FCS included; 60 and 1514
+// bytes in the UMEM). The generator (and a's receive work, which veth
 // does in the sender's context: XDP, the copy into the AF_XDP socket) runs
-// on CPU 0; the forwarder runs on CPU 1, where its own sendto calls also do
-// the transmit work (skb, copy, veth) and the sink's XDP count-and-drop.
-// The forwarder's CPU is the bottleneck: offered-Mpps stays above Mpps.
+// on CPU 0; the forwarder runs on CPU 1, where its own sendto calls also
+// do the transmit work (skb, copy, veth) and the sink's XDP
+// count-and-drop. The forwarder is the bottleneck: offered-Mpps stays
+// above Mpps.
 //
 // One op is one frame counted at the sink. Metrics: Mpps (forwarded),
 // offered-Mpps (sent by the generator), fwd-cpu-ns/frame (CPU time of the
 // forwarding thread, kernel work done in its context included, per
 // forwarded frame). Runs vary by ±10% (veth, two shared cores): compare
-// medians of several runs, e.g.
+// medians of several runs (docs/benchmarks.md), e.g.
 //
-//	for i in 1 2 3 4 5 6 7 8 9 10; do flock /tmp/xswitch-bench.lock go test -run '^$' -bench L2fwd -benchtime 2000000x ./xsk/; done
+//	for i in $(seq 10); do flock /tmp/xswitch-bench.lock go test -run '^$' -bench L2fwd -benchtime 2000000x ./xsk/; done
 func BenchmarkL2fwd(b *testing.B) {
 	if runtime.NumCPU() < 2 {
 		b.Skip("needs 2 CPUs: one for the generator, one for the forwarder")
@@ -532,19 +617,14 @@ func benchL2fwd(b *testing.B, frameLen int) {
 	defer unpin()
 	startGen(b, tp, genCPU, frameLen)
 
-	for _, impl := range []string{"xsk", "asavie"} {
+	for _, impl := range l2fwdImpls {
 		var f *l2fwder
-		var u *Umem
+		var umems []*Umem
 		var mpps float64
 		ok := b.Run(impl, func(b *testing.B) {
 			if f == nil {
 				var err error
-				if impl == "xsk" {
-					f, u, err = startXsk(tp, fwdCPU, 64)
-				} else {
-					f, err = startAsavie(tp, fwdCPU, 64)
-				}
-				if err != nil {
+				if f, umems, err = startL2fwd(tp, impl, fwdCPU); err != nil {
 					b.Fatal(err)
 				}
 				// Warm up: steady state before the first measurement.
@@ -592,9 +672,9 @@ func benchL2fwd(b *testing.B, frameLen int) {
 			if err := f.stop(); err != nil {
 				b.Fatalf("%s: stop: %v", impl, err)
 			}
-			if u != nil {
+			for _, u := range umems {
 				if free, lost := u.FreeFrames(), u.LostFrames(); free != u.NumFrames() || lost != 0 {
-					b.Errorf("xsk: after the run %d of %d frames free, %d lost", free, u.NumFrames(), lost)
+					b.Errorf("%s: after the run %d of %d frames free, %d lost", impl, free, u.NumFrames(), lost)
 				}
 			}
 			b.Logf("%s: %.3f Mpps; forwarded %d, dropped for a full TX ring %d", impl, mpps, fwd, drops)
