@@ -91,22 +91,26 @@ func TestBench(t *testing.T) {
 	quick := os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0"
 	paths := []string{report.PathEncap, report.PathDecap, report.PathLocal}
 	sizes := []string{"64", "512", "1500"}
-	runs, interval := 5, 2*time.Second
+	// The first seconds of a topology are sometimes slow (the switch's
+	// poller and the NAPI thread beside it on its CPU settle): a longer
+	// warm-up in the full run.
+	runs, interval, warmup := 5, 2*time.Second, 2*time.Second
 	if quick {
-		paths, sizes, runs = []string{report.PathEncap, report.PathDecap}, []string{"64"}, 3
+		paths, sizes, runs, warmup = []string{report.PathEncap, report.PathDecap}, []string{"64"}, 3, time.Second
 	}
 	o := Options{
-		Systems:  envList("BENCH_SYSTEMS", []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS}),
-		Paths:    envList("BENCH_PATHS", paths),
-		Runs:     envInt(t, "BENCH_RUNS", runs),
-		Interval: envDur(t, "BENCH_INTERVAL", interval),
-		Warmup:   envDur(t, "BENCH_WARMUP", time.Second),
-		Flows:    envInt(t, "BENCH_FLOWS", 16),
-		GenCPU:   envInt(t, "BENCH_GEN_CPU", 0),
-		SwCPU:    envInt(t, "BENCH_SWITCH_CPU", 1),
-		Backend:  gen.Backend(envList("BENCH_BACKEND", []string{string(gen.BackendXSK)})[0]),
-		Log:      func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
-		Profile:  os.Getenv("BENCH_PROFILE") != "0",
+		Systems:     envList("BENCH_SYSTEMS", []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS}),
+		Paths:       envList("BENCH_PATHS", paths),
+		Runs:        envInt(t, "BENCH_RUNS", runs),
+		Interval:    envDur(t, "BENCH_INTERVAL", interval),
+		Warmup:      envDur(t, "BENCH_WARMUP", warmup),
+		Flows:       envInt(t, "BENCH_FLOWS", 16),
+		GenCPU:      envInt(t, "BENCH_GEN_CPU", 0),
+		SwCPU:       envInt(t, "BENCH_SWITCH_CPU", 1),
+		Backend:     gen.Backend(envList("BENCH_BACKEND", []string{string(gen.BackendXSK)})[0]),
+		Log:         func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+		Profile:     os.Getenv("BENCH_PROFILE") != "0",
+		ProfileTime: envDur(t, "BENCH_PROFILE_TIME", 2*time.Second),
 	}
 	for _, s := range envList("BENCH_SIZES", sizes) {
 		n, err := strconv.Atoi(s)
@@ -114,6 +118,17 @@ func TestBench(t *testing.T) {
 			t.Fatalf("BENCH_SIZES: %q is not a number", s)
 		}
 		o.Sizes = append(o.Sizes, n)
+	}
+	out := os.Getenv("BENCH_OUT")
+	if out == "" {
+		out = "../results"
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o.PprofDir = out
+	if v := os.Getenv("BENCH_OVS_MAXSLEEP"); v != "" {
+		OVSMaxSleep = v
 	}
 	b := New(o)
 	b.Report.Quick = quick
@@ -128,13 +143,6 @@ func TestBench(t *testing.T) {
 	b.Report.WriteProfiles(os.Stdout, 12)
 	fmt.Printf("\nbenchmark took %v\n", time.Since(start).Round(time.Second))
 
-	out := os.Getenv("BENCH_OUT")
-	if out == "" {
-		out = "../results"
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	jsonPath := filepath.Join(out, b.Report.Time.Format("20060102T150405Z")+".json")
 	if err := b.Report.WriteJSON(jsonPath); err != nil {
 		t.Fatal(err)

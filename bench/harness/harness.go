@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,10 @@ type Options struct {
 	// for ProfileTime after the runs at 64 bytes on encap and decap.
 	Profile     bool
 	ProfileTime time.Duration
-	Log         func(format string, args ...any)
+	// PprofDir keeps the pprof CPU profiles of xswitch (bench/swprof)
+	// taken after the runs on encap and decap; empty: a temporary directory.
+	PprofDir string
+	Log      func(format string, args ...any)
 }
 
 // System is one switch under test.
@@ -255,44 +259,102 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		}
 		b.add(r)
 	}
+	if pp, ok := sys.(Pprofer); ok && b.Opt.Profile && (path == report.PathEncap || path == report.PathDecap) {
+		// Last: it may restart the switch.
+		if err := b.pprof(t, tp, sys, pp, ctr); err != nil {
+			t.Logf("pprof %s %s: %v", sys.Name(), path, err)
+		}
+	}
+}
+
+// startGen opens the generator on tp for frames of size and runs it at
+// full speed until the returned stop is called.
+func (b *Bench) startGen(t *testing.T, tp *Topo, size int) (g *gen.Generator, stop func(), err error) {
+	spec, err := Spec(tp, size, b.Opt.Flows)
+	if err != nil {
+		return nil, nil, err
+	}
+	fs, err := frames.Build(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := testnet.Do(tp.Gen, func() (err error) {
+		g, err = gen.Open(gen.Config{Interface: tp.GenIf, Frames: fs, CPU: b.Opt.GenCPU, Backend: b.Opt.Backend, Logger: zap.NewNop()})
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	return g, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("generator: %v", err)
+		}
+		g.Close()
+	}, nil
+}
+
+// pprof takes a Go CPU profile of sys under load at 64 bytes and records
+// its top functions, with the rate forwarded right after (to compare with
+// the measured runs).
+func (b *Bench) pprof(t *testing.T, tp *Topo, sys System, pp Pprofer, ctr *xdpcount.Counter) error {
+	dir := b.Opt.PprofDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	file := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-64.pprof", b.Report.Time.Format("20060102T150405Z"), sys.Name(), tp.Path))
+	_, stop, err := b.startGen(t, tp, 64)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	time.Sleep(b.Opt.Warmup)
+	if err := pp.Pprof(t, tp, b.Opt.SwCPU, b.Opt.ProfileTime, file); err != nil {
+		return err
+	}
+	c0, err := ctr.Read()
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	time.Sleep(time.Second)
+	c1, err := ctr.Read()
+	if err != nil {
+		return err
+	}
+	mpps := float64(c1.Sub(c0).Packets) / time.Since(t0).Seconds() / 1e6
+	top, total, err := PprofTop(file, 1)
+	if err != nil {
+		return err
+	}
+	b.Opt.Log("  %-8s %-6s    64 B  pprof: %s; %.3f Mpps forwarded by bench/swprof right after", sys.Name(), tp.Path, total, mpps)
+	p := report.Profile{System: sys.Name(), Path: tp.Path, Size: 64, Top: top,
+		Method: fmt.Sprintf("pprof CPU profile of the switch's Go threads (bench/swprof: package switch in-process), %v at full load; %s; %.3f Mpps forwarded right after", b.Opt.ProfileTime, total, mpps)}
+	if b.Opt.PprofDir != "" {
+		p.File = file
+	}
+	b.mu.Lock()
+	b.Report.Profiles = append(b.Report.Profiles, p)
+	b.mu.Unlock()
+	return nil
 }
 
 // measure runs the generator at full speed on tp and samples the sink.
 func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counter, size int) report.Result {
 	o := b.Opt
 	r := report.Result{System: sys.Name(), Path: tp.Path, Size: size, Mode: sys.Mode()}
-	spec, err := Spec(tp, size, o.Flows)
-	if err != nil {
-		r.Error = err.Error()
-		return r
-	}
 	r.SinkFrameLen = size
 	if tp.Path == report.PathEncap {
 		r.SinkFrameLen = size + geneve.IPv4Overhead
 	}
-	fs, err := frames.Build(spec)
+	g, stop, err := b.startGen(t, tp, size)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	var g *gen.Generator
-	if err := testnet.Do(tp.Gen, func() (err error) {
-		g, err = gen.Open(gen.Config{Interface: tp.GenIf, Frames: fs, CPU: o.GenCPU, Backend: o.Backend, Logger: zap.NewNop()})
-		return err
-	}); err != nil {
-		r.Error = err.Error()
-		return r
-	}
-	defer g.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Logf("generator: %v", err)
-		}
-	}()
+	defer stop()
 
 	time.Sleep(o.Warmup)
 	pids := func() []int { return append(NamespacePIDs(tp.SW), tp.NAPIPIDs...) }

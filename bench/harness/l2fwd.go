@@ -21,7 +21,7 @@ var (
 	buildErr  error
 )
 
-// Binaries builds the bench commands (l2fwd) once per process into a
+// Binaries builds the bench commands (l2fwd, swprof) once per process into a
 // temporary directory and returns it. BENCH_BIN_DIR, when set by run.sh,
 // points at binaries built already.
 func Binaries(t testing.TB) string {
@@ -36,9 +36,9 @@ func Binaries(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", dir+"/", "xswitch/bench/l2fwd").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", dir+"/", "xswitch/bench/l2fwd", "xswitch/bench/swprof").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build bench/l2fwd: %w\n%s", err, out)
+			buildErr = fmt.Errorf("go build bench/l2fwd bench/swprof: %w\n%s", err, out)
 			return
 		}
 		buildDir = dir

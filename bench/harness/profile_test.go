@@ -45,3 +45,28 @@ func TestProcCPUAndPids(t *testing.T) {
 		t.Errorf("numCPU %d", numCPU())
 	}
 }
+
+func TestParsePprofTop(t *testing.T) {
+	in := `File: swprof
+Type: cpu
+Duration: 3.01s, Total samples = 1.20s (39.87%)
+Showing nodes accounting for 1.10s, 91.67% of 1.20s total
+      flat  flat%   sum%        cum   cum%
+     0.60s 50.00% 50.00%      0.60s 50.00%  internal/runtime/syscall.Syscall6
+     0.05s  4.17% 54.17%      0.40s 33.33%  xswitch/xsk.(*Socket).Transmit
+         0     0% 54.17%      0.90s 75.00%  xswitch/switch.(*poller).run
+`
+	es, total := ParsePprofTop(in)
+	if total != "Duration: 3.01s, Total samples = 1.20s (39.87%)" {
+		t.Errorf("total %q", total)
+	}
+	if len(es) != 3 {
+		t.Fatalf("got %d entries: %+v", len(es), es)
+	}
+	if es[0].Pct != 50 || es[0].CumPct != 50 || es[0].Symbol != "internal/runtime/syscall.Syscall6" {
+		t.Errorf("entry 0: %+v", es[0])
+	}
+	if es[2].Pct != 0 || es[2].CumPct != 75 || es[2].Symbol != "xswitch/switch.(*poller).run" {
+		t.Errorf("entry 2: %+v", es[2])
+	}
+}

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +23,9 @@ import (
 
 	"xswitch/xsk"
 )
+
+// idleWait bounds a sleep in poll() when the RX ring is empty (as xswitch's).
+const idleWait = 20 * time.Millisecond
 
 func main() {
 	if err := run(); err != nil {
@@ -41,6 +45,8 @@ func run() error {
 		zc      = flag.String("zerocopy", "auto", "auto, on, off")
 		xdpMode = flag.String("xdp-mode", "auto", "auto, native, generic")
 		quiet   = flag.Bool("q", false, "no per-second lines")
+		wakeup  = flag.Bool("need-wakeup", true, "XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks")
+		busy    = flag.Bool("busy", false, "spin when the RX ring is empty instead of sleeping in poll() (as xswitch's busy_poll)")
 	)
 	flag.Parse()
 	if *in == "" || *out == "" {
@@ -77,7 +83,7 @@ func run() error {
 		m = xsk.XDPGeneric
 	}
 	open := func(dev string) (*xsk.Port, error) {
-		return u.OpenPort(xsk.PortConfig{Interface: dev, Role: xsk.RoleLocal, RingSize: *ring, ZeroCopy: z, XDPMode: m, Logger: log})
+		return u.OpenPort(xsk.PortConfig{Interface: dev, Role: xsk.RoleLocal, RingSize: *ring, ZeroCopy: z, XDPMode: m, NeedWakeup: *wakeup, Logger: log})
 	}
 	pin, err := open(*in)
 	if err != nil {
@@ -124,8 +130,10 @@ func run() error {
 	addrs := make([]uint64, *batch)
 	var nfwd, ndrop uint64
 	for !stop.Load() {
+		got := 0
 		for _, s := range rx {
 			n := s.Receive(descs)
+			got += n
 			if n > 0 {
 				sent := tx.Transmit(descs[:n])
 				if sent < n {
@@ -144,7 +152,21 @@ func run() error {
 		tx.Complete(cache)
 		fwd.Store(nfwd)
 		dropped.Store(ndrop)
+		if got == 0 && !*busy && len(rx) == 1 {
+			// Nothing arrived: give the CPU to whoever fills the RX ring
+			// (on veth, the ingress NAPI thread on this CPU), as xswitch's
+			// pollers do; kick TX if frames wait for the kernel.
+			tx.Transmit(nil)
+			if err := rx[0].Wait(idleWait); err != nil && !errors.Is(err, unix.EINTR) {
+				return err
+			}
+		}
 	}
 	fmt.Fprintf(os.Stderr, "forwarded %d, dropped (tx ring full) %d\n", nfwd, ndrop)
+	for _, s := range append(rx, tx) {
+		if st, err := s.Stats(); err == nil {
+			fmt.Fprintf(os.Stderr, "socket ifindex %d queue %d: %+v\n", s.Ifindex(), s.Queue(), st)
+		}
+	}
 	return nil
 }

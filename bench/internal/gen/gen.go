@@ -136,7 +136,10 @@ func (g *Generator) FrameLen() int { return len(g.c.Frames[0]) }
 func (g *Generator) Close() error { return g.tx.close() }
 
 // Pin locks the calling goroutine to its OS thread and binds the thread to
-// cpu (no binding for cpu < 0).
+// cpu (no binding for cpu < 0). The caller must not unlock the thread: Go
+// then ends it with the goroutine, instead of handing a thread with a
+// narrowed CPU affinity to other goroutines (and to the processes they
+// start, which inherit it).
 func Pin(cpu int) error {
 	runtime.LockOSThread()
 	if cpu < 0 {
@@ -152,12 +155,12 @@ func Pin(cpu int) error {
 
 // Run sends until ctx ends or Count packets are sent, then waits for the
 // last frames to complete. It runs on the calling goroutine, locked to its
-// thread and pinned to c.CPU.
+// thread and pinned to c.CPU: the thread ends with the goroutine, so Run
+// must be called on a goroutine of its own.
 func (g *Generator) Run(ctx context.Context) error {
 	if err := Pin(g.c.CPU); err != nil {
 		return err
 	}
-	defer runtime.UnlockOSThread()
 	var stop atomic.Bool
 	done := make(chan struct{})
 	defer close(done)

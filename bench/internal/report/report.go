@@ -287,6 +287,9 @@ type ProfileEntry struct {
 	Object string  `json:"object"`
 	Kernel bool    `json:"kernel,omitempty"`
 	Symbol string  `json:"symbol"`
+	// CumPct (pprof profiles) is the share of the samples in the function
+	// and what it calls.
+	CumPct float64 `json:"cum_pct,omitempty"`
 }
 
 // Profile is where a system spent its CPU while forwarding at full load.
@@ -296,6 +299,7 @@ type Profile struct {
 	Size   int            `json:"size"`
 	Method string         `json:"method"`
 	Top    []ProfileEntry `json:"top"`
+	File   string         `json:"file,omitempty"` // the pprof profile, when kept
 }
 
 // WriteProfiles prints each profile's top entries.
@@ -309,6 +313,10 @@ func (rep *Report) WriteProfiles(w io.Writer, n int) {
 			k := ""
 			if e.Kernel {
 				k = " [kernel]"
+			}
+			if e.CumPct > 0 {
+				fmt.Fprintf(w, "  %6.2f%% (cum %6.2f%%)  %s\n", e.Pct, e.CumPct, e.Symbol)
+				continue
 			}
 			fmt.Fprintf(w, "  %6.2f%%  %-16s %s%s\n", e.Pct, e.Thread, e.Symbol, k)
 		}
