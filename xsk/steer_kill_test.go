@@ -14,8 +14,9 @@ import (
 )
 
 // TestSteerKill9LeavesNoProgram: a process that attached the steering
-// program through a BPF link and dies by SIGKILL leaves no XDP program on
-// the interface.
+// program through a BPF link, alone or with a port's AF_XDP sockets (one
+// per queue, fill rings filled), and dies by SIGKILL leaves no XDP program
+// on the interface, and no socket holding its queues: a new port opens.
 func TestSteerKill9LeavesNoProgram(t *testing.T) {
 	sn := newSteerNet(t, 2)
 	bin := filepath.Join(t.TempDir(), "steerhold")
@@ -26,8 +27,9 @@ func TestSteerKill9LeavesNoProgram(t *testing.T) {
 	if out, err := exec.Command(goBin, "build", "-o", bin, "./internal/steerhold").CombinedOutput(); err != nil {
 		t.Fatalf("build steerhold: %v: %s", err, out)
 	}
-	for round := 0; round < 2; round++ { // the interface is reusable after the kill
-		cmd := testnet.Cmd(sn.a, bin, "sa0")
+	// The interface is reusable after each kill.
+	for round, args := range [][]string{{"sa0"}, {"-port", "sa0"}, {"-port", "sa0"}} {
+		cmd := testnet.Cmd(sn.a, bin, args...)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +48,7 @@ func TestSteerKill9LeavesNoProgram(t *testing.T) {
 		}()
 		select {
 		case l := <-line:
-			if !strings.HasPrefix(l, "attached native bpf_link") {
+			if !strings.HasPrefix(l, "attached native bpf_link") || (args[0] == "-port" && !strings.Contains(l, "sockets 2")) {
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Fatalf("helper said %q (stderr %q)", l, stderr.String())
@@ -57,7 +59,7 @@ func TestSteerKill9LeavesNoProgram(t *testing.T) {
 		if shown := steerXDPShown(t, sn.a, "sa0"); shown == "" {
 			t.Fatal("helper reports attached, but ip link shows no XDP program")
 		} else {
-			t.Logf("round %d: attached: %s", round, shown)
+			t.Logf("round %d (%v): attached: %s", round, args, shown)
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -84,6 +86,24 @@ func TestSteerKill9LeavesNoProgram(t *testing.T) {
 		if strings.Contains(string(out), "xdp") {
 			t.Fatalf("after kill -9: %s", out)
 		}
+	}
+	// The queues are free: a port binds all of them again.
+	u, err := NewUmem(UmemConfig{NumFrames: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := testnet.Do(sn.a, func() error {
+		p, err := u.OpenPort(PortConfig{Interface: "sa0", RingSize: 256})
+		if err != nil {
+			return err
+		}
+		if len(p.Sockets()) != 2 {
+			t.Errorf("port has %d sockets, want 2", len(p.Sockets()))
+		}
+		return p.Close()
+	}); err != nil {
+		t.Fatalf("open a port after kill -9: %v", err)
 	}
 	// And traffic reaches the kernel again.
 	steerPing(t, sn.b, "198.18.0.1")
