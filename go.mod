@@ -5,7 +5,7 @@ go 1.26.0
 require github.com/vishvananda/netns v0.0.5
 
 require (
-	github.com/asavie/xdp v0.3.3 // indirect
+	github.com/asavie/xdp v0.3.3
 	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/vishvananda/netlink v1.3.1 // indirect
