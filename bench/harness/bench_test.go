@@ -93,7 +93,7 @@ func TestBench(t *testing.T) {
 	sizes := []string{"64", "512", "1500"}
 	// The first seconds of a topology are sometimes slow (the switch's
 	// poller and the NAPI thread beside it on its CPU settle): a longer
-	// warm-up in the full run.
+	// warm-up in the full run (doubled for the first size of a topology).
 	runs, interval, warmup := 5, 2*time.Second, 2*time.Second
 	if quick {
 		paths, sizes, runs, warmup = []string{report.PathEncap, report.PathDecap}, []string{"64"}, 3, time.Second
@@ -111,6 +111,7 @@ func TestBench(t *testing.T) {
 		Log:         func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 		Profile:     os.Getenv("BENCH_PROFILE") != "0",
 		ProfileTime: envDur(t, "BENCH_PROFILE_TIME", 2*time.Second),
+		PprofTime:   envDur(t, "BENCH_PPROF_TIME", 5*time.Second),
 	}
 	for _, s := range envList("BENCH_SIZES", sizes) {
 		n, err := strconv.Atoi(s)

@@ -52,6 +52,9 @@ type Options struct {
 	// for ProfileTime after the runs at 64 bytes on encap and decap.
 	Profile     bool
 	ProfileTime time.Duration
+	// PprofTime is how long the pprof profile samples (Go samples at
+	// 100 Hz: 5 s of a busy core give a few hundred samples).
+	PprofTime time.Duration
 	// PprofDir keeps the pprof CPU profiles of xswitch (bench/swprof)
 	// taken after the runs on encap and decap; empty: a temporary directory.
 	PprofDir string
@@ -107,6 +110,9 @@ func New(o Options) *Bench {
 	}
 	if o.ProfileTime <= 0 {
 		o.ProfileTime = 2 * time.Second
+	}
+	if o.PprofTime <= 0 {
+		o.PprofTime = 5 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -252,8 +258,15 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	recorded = true
-	for _, size := range b.Opt.Sizes {
-		r := b.measure(t, tp, sys, ctr, size)
+	for i, size := range b.Opt.Sizes {
+		warmup := b.Opt.Warmup
+		if i == 0 {
+			// A fresh topology: the first seconds under load are
+			// sometimes much slower (the switch's threads and the NAPI
+			// thread beside them on its CPU settle).
+			warmup *= 2
+		}
+		r := b.measure(t, tp, sys, ctr, size, warmup)
 		if r.Error != "" {
 			t.Errorf("%s %s %d: %s", sys.Name(), path, size, r.Error)
 		}
@@ -311,7 +324,7 @@ func (b *Bench) pprof(t *testing.T, tp *Topo, sys System, pp Pprofer, ctr *xdpco
 	}
 	defer stop()
 	time.Sleep(b.Opt.Warmup)
-	if err := pp.Pprof(t, tp, b.Opt.SwCPU, b.Opt.ProfileTime, file); err != nil {
+	if err := pp.Pprof(t, tp, b.Opt.SwCPU, b.Opt.PprofTime, file); err != nil {
 		return err
 	}
 	c0, err := ctr.Read()
@@ -331,7 +344,7 @@ func (b *Bench) pprof(t *testing.T, tp *Topo, sys System, pp Pprofer, ctr *xdpco
 	}
 	b.Opt.Log("  %-8s %-6s    64 B  pprof: %s; %.3f Mpps forwarded by bench/swprof right after", sys.Name(), tp.Path, total, mpps)
 	p := report.Profile{System: sys.Name(), Path: tp.Path, Size: 64, Top: top,
-		Method: fmt.Sprintf("pprof CPU profile of the switch's Go threads (bench/swprof: package switch in-process), %v at full load; %s; %.3f Mpps forwarded right after", b.Opt.ProfileTime, total, mpps)}
+		Method: fmt.Sprintf("pprof CPU profile of the switch's Go threads (bench/swprof: package switch in-process), %v at full load; %s; %.3f Mpps forwarded right after", b.Opt.PprofTime, total, mpps)}
 	if b.Opt.PprofDir != "" {
 		p.File = file
 	}
@@ -342,7 +355,7 @@ func (b *Bench) pprof(t *testing.T, tp *Topo, sys System, pp Pprofer, ctr *xdpco
 }
 
 // measure runs the generator at full speed on tp and samples the sink.
-func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counter, size int) report.Result {
+func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counter, size int, warmup time.Duration) report.Result {
 	o := b.Opt
 	r := report.Result{System: sys.Name(), Path: tp.Path, Size: size, Mode: sys.Mode()}
 	r.SinkFrameLen = size
@@ -356,7 +369,7 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 	}
 	defer stop()
 
-	time.Sleep(o.Warmup)
+	time.Sleep(warmup)
 	pids := func() []int { return append(NamespacePIDs(tp.SW), tp.NAPIPIDs...) }
 	var offered, cpuNs, cycles []float64
 	var cpuUtil []float64

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -104,10 +103,6 @@ func profile(path string, d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	// 1000 Hz instead of the default 100: a 2 s profile of one busy core
-	// then holds hundreds of samples, not tens. StartCPUProfile keeps this
-	// rate (and says on stderr that it cannot set its own).
-	runtime.SetCPUProfileRate(1000)
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
 		return fmt.Errorf("profile: %w", err)
