@@ -128,6 +128,7 @@ func TestBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.PprofDir = out
+	L2fwdArgs = strings.Fields(os.Getenv("BENCH_L2FWD_ARGS"))
 	if v := os.Getenv("BENCH_OVS_MAXSLEEP"); v != "" {
 		OVSMaxSleep = v
 	}

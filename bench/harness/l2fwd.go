@@ -52,8 +52,12 @@ func Binaries(t testing.TB) string {
 // L2fwd is the ceiling: bench/l2fwd forwarding tp.In → tp.Out with no
 // switching, pinned to the switch CPU.
 type L2fwd struct {
-	mode string
+	mode   string
+	stderr *strings.Builder
 }
+
+// L2fwdArgs are extra bench/l2fwd flags (BENCH_L2FWD_ARGS).
+var L2fwdArgs []string
 
 func newL2fwd(t *testing.T) System { return &L2fwd{} }
 
@@ -66,10 +70,12 @@ func (s *L2fwd) Mode() string { return s.mode }
 // Start implements System.
 func (s *L2fwd) Start(t testing.TB, tp *Topo, cpu int) error {
 	bin := filepath.Join(Binaries(t), "l2fwd")
-	c := exec.Command("taskset", "-c", strconv.Itoa(cpu), "ip", "netns", "exec", tp.SW, bin,
-		"-in", tp.In, "-out", tp.Out, "-cpu", strconv.Itoa(cpu), "-q")
+	args := append([]string{"-c", strconv.Itoa(cpu), "ip", "netns", "exec", tp.SW, bin,
+		"-in", tp.In, "-out", tp.Out, "-cpu", strconv.Itoa(cpu), "-q"}, L2fwdArgs...)
+	c := exec.Command("taskset", args...)
 	var errb strings.Builder
 	c.Stderr = &errb
+	s.stderr = &errb
 	stdout, err := c.StdoutPipe()
 	if err != nil {
 		return err
@@ -110,6 +116,7 @@ func (s *L2fwd) Start(t testing.TB, tp *Topo, cpu int) error {
 			_ = c.Process.Kill()
 			<-done
 		}
+		t.Logf("l2fwd: %s", strings.TrimSpace(errb.String()))
 	})
 	if err := <-exited; err != nil {
 		return err

@@ -47,6 +47,7 @@ func run() error {
 		quiet   = flag.Bool("q", false, "no per-second lines")
 		wakeup  = flag.Bool("need-wakeup", true, "XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks")
 		busy    = flag.Bool("busy", false, "spin when the RX ring is empty instead of sleeping in poll() (as xswitch's busy_poll)")
+		nap     = flag.Duration("idle-sleep", 0, "when the RX ring is empty, sleep this long (nanosleep) instead of poll(), so that frames gather into full batches")
 	)
 	flag.Parse()
 	if *in == "" || *out == "" {
@@ -128,7 +129,7 @@ func run() error {
 	}
 	descs := make([]xsk.Desc, *batch)
 	addrs := make([]uint64, *batch)
-	var nfwd, ndrop uint64
+	var nfwd, ndrop, batches uint64
 	for !stop.Load() {
 		got := 0
 		for _, s := range rx {
@@ -152,6 +153,14 @@ func run() error {
 		tx.Complete(cache)
 		fwd.Store(nfwd)
 		dropped.Store(ndrop)
+		if got > 0 {
+			batches++
+		}
+		if got == 0 && *nap > 0 && !*busy {
+			tx.Transmit(nil)
+			time.Sleep(*nap)
+			continue
+		}
 		if got == 0 && !*busy && len(rx) == 1 {
 			// Nothing arrived: give the CPU to whoever fills the RX ring
 			// (on veth, the ingress NAPI thread on this CPU), as xswitch's
@@ -162,7 +171,8 @@ func run() error {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "forwarded %d, dropped (tx ring full) %d\n", nfwd, ndrop)
+	fmt.Fprintf(os.Stderr, "forwarded %d, dropped (tx ring full) %d, %d receive batches (%.1f frames each)\n",
+		nfwd, ndrop, batches, float64(nfwd+ndrop)/float64(max(batches, 1)))
 	for _, s := range append(rx, tx) {
 		if st, err := s.Stats(); err == nil {
 			fmt.Fprintf(os.Stderr, "socket ifindex %d queue %d: %+v\n", s.Ifindex(), s.Queue(), st)
