@@ -34,6 +34,11 @@ import (
 var (
 	interopOVSIn = netip.MustParsePrefix("198.19.0.1/24") // OVS br1 on h1
 	interopXsIn  = netip.MustParsePrefix("198.19.0.2/24") // xswitch br1 on h2
+	// Inner IPv6 (only where a test asks for it, addInner6): a /64 of the
+	// IPv6 benchmark range 2001:2::/48 (RFC 5180) next to the underlay's
+	// 2001:2::/64.
+	interopOVSIn6 = netip.MustParsePrefix("2001:2:0:1::1/64")
+	interopXsIn6  = netip.MustParsePrefix("2001:2:0:1::2/64")
 	// The option of the issue: class 0x0102, type 0x80 (critical), 4 bytes.
 	interopOpt = geneve.Option{Class: 0x0102, Type: 0x80, Data: []byte{0x0a, 0x0b, 0x0c, 0x0d}}
 )
@@ -46,6 +51,7 @@ type interop struct {
 	ovs        *ovspeer.OVS
 	xs         *e2e.Xswitch
 	v6         bool // underlay family of the tunnel
+	inner6     bool // br1 on both ends also has an IPv6 address (addInner6)
 	key        uint32
 	ovsMAC     string // h1's br1 (OVS internal port)
 	h1UnderMAC string // h1's br0 (OVS's tunnel endpoint), as sent on the wire
@@ -91,6 +97,27 @@ func ifMAC(t *testing.T, ns, dev string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(out)
+}
+
+// addInner6 gives OVS's br1 interopOVSIn6 now and xswitch's br1
+// interopXsIn6 from the next configure on (both without DAD, so that they
+// are usable at once).
+func (e *interop) addInner6() {
+	e.t.Helper()
+	// Some tests switch IPv6 off on their hosts on purpose; these hosts
+	// must have it (h2's TAP takes the default when xswitch creates it).
+	for _, c := range []struct{ ns, sysctl string }{
+		{e.h1.NS, "net.ipv6.conf.br1.disable_ipv6"},
+		{e.h2.NS, "net.ipv6.conf.default.disable_ipv6"},
+	} {
+		if out, err := testnet.Try(c.ns, "sysctl", "-n", c.sysctl); err != nil || strings.TrimSpace(out) != "0" {
+			e.t.Fatalf("%s: %s is %q (%v): inner IPv6 needs IPv6 enabled", c.ns, c.sysctl, strings.TrimSpace(out), err)
+		}
+	}
+	if _, err := testnet.Try(e.h1.NS, "ip", "addr", "add", interopOVSIn6.String(), "dev", "br1", "nodad"); err != nil {
+		e.t.Fatal(err)
+	}
+	e.inner6 = true
 }
 
 func (e *interop) remoteOf(h *e2e.Host) netip.Addr {
@@ -150,8 +177,11 @@ func (e *interop) configure(key uint32, ovsMode int, xsOptions, xsKnown string) 
 	if xsKnown != "" {
 		fmt.Fprintf(&y, "known_options: %s\n", xsKnown)
 	}
-	fmt.Fprintf(&y, "underlay:\n  interface: %s\ncpus: [1]\nbridges:\n  - name: br1\n    address: %s\n    tunnels:\n      - remote_ip: %s\n        key: %d\n",
-		e.h2.Underlay, interopXsIn, e.remoteOf(e.h1), key)
+	fmt.Fprintf(&y, "underlay:\n  interface: %s\ncpus: [1]\nbridges:\n  - name: br1\n    address: %s\n", e.h2.Underlay, interopXsIn)
+	if e.inner6 {
+		fmt.Fprintf(&y, "    addresses: [%s]\n", interopXsIn6)
+	}
+	fmt.Fprintf(&y, "    tunnels:\n      - remote_ip: %s\n        key: %d\n", e.remoteOf(e.h1), key)
 	if xsOptions != "" {
 		fmt.Fprintf(&y, "        options: %s\n", xsOptions)
 	}
@@ -162,8 +192,10 @@ func (e *interop) configure(key uint32, ovsMode int, xsOptions, xsKnown string) 
 }
 
 func (e *interop) flushNeigh() {
-	_, _ = testnet.Try(e.h1.NS, "ip", "neigh", "flush", "dev", "br1")
-	_, _ = testnet.Try(e.h2.NS, "ip", "neigh", "flush", "dev", "br1")
+	for _, ns := range []string{e.h1.NS, e.h2.NS} {
+		_, _ = testnet.Try(ns, "ip", "-4", "neigh", "flush", "dev", "br1")
+		_, _ = testnet.Try(ns, "ip", "-6", "neigh", "flush", "dev", "br1")
+	}
 }
 
 // ping pings dst from ns and fails t unless every reply came.
@@ -188,14 +220,18 @@ func (e *interop) warmUp() {
 
 // udpFlows sends count datagrams from each of the source ports ports, from
 // h2's br1 address to h1's br1 address port 9 (nobody listens: h1 answers
-// with ICMP port unreachable, which is fine).
+// with ICMP port unreachable, which is fine). dst is IPv4 or IPv6.
 func udpFlows(t *testing.T, ns string, dst netip.Addr, ports []int, count int) {
 	t.Helper()
+	network := "udp4"
+	if dst.Is6() {
+		network = "udp6"
+	}
 	err := testnet.Do(ns, func() error {
 		for _, p := range ports {
 			// Unconnected: the ICMP port unreachable that the discard port
 			// answers must not fail the next write (ECONNREFUSED).
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: p})
+			c, err := net.ListenUDP(network, &net.UDPAddr{Port: p})
 			if err != nil {
 				return fmt.Errorf("udp flow from port %d: %w", p, err)
 			}
@@ -293,7 +329,9 @@ func (e *interop) checkHeaders(t *testing.T, frames []capture.Frame, wantOpts []
 
 // TestInteropOVS: ping both ways with VNI 0 and 5000 over an IPv4 underlay,
 // ARP flooding and learning in both switches, and the tshark decode of what
-// xswitch sends; then the same over an IPv6 underlay.
+// xswitch sends; then the same over an IPv6 underlay. Each key then does the
+// same with inner IPv6 (subtest inner-ipv6): neighbour discovery across the
+// tunnel instead of ARP.
 func TestInteropOVS(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		name := "ipv4-underlay"
@@ -303,6 +341,7 @@ func TestInteropOVS(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			e := newInterop(t, v6)
+			e.addInner6()
 			for _, key := range keys {
 				t.Run(fmt.Sprintf("key%d", key), func(t *testing.T) {
 					e.t = t
@@ -330,10 +369,78 @@ func TestInteropOVS(t *testing.T) {
 					e.checkFDBs(t)
 					logFrames(t, "xswitch", xs)
 					logFrames(t, "OVS", ovs)
+					t.Run("inner-ipv6", func(t *testing.T) {
+						e.t = t
+						e.innerIPv6(t)
+					})
 				})
 			}
 		})
 	}
+}
+
+// innerIPv6: over the tunnel as configured, ping -6 h1→h2 and h2→h1 after
+// flushing the neighbours (so that each starts with a multicast neighbour
+// solicitation that the switches flood into the tunnel), then 8 inner UDP
+// flows over IPv6 from h2; the wire must show Geneve with the key and
+// protocol 0x6558 carrying IPv6 (inner EtherType 0x86dd) from both sides.
+func (e *interop) innerIPv6(t *testing.T) {
+	t.Helper()
+	e.flushNeigh()
+	c := capture.Start(t, e.wire, e.wbr, "udp", "port", "6081")
+	interopPing(t, e.h1.NS, interopXsIn6.Addr(), 3, "-6")
+	e.flushNeigh()
+	interopPing(t, e.h2.NS, interopOVSIn6.Addr(), 3, "-6")
+	ports := []int{40011, 40012, 40013, 40014, 40015, 40016, 40017, 40018}
+	udpFlows(t, e.h2.NS, interopOVSIn6.Addr(), ports, 3)
+	xs, ovs := e.decodeWire(c)
+	e.checkHeaders(t, xs, nil)
+	for _, f := range ovs {
+		if f.VNI != e.key || f.Proto != geneve.ProtoTEB {
+			t.Errorf("OVS frame %d: VNI %d proto %#04x, want VNI %d proto 0x6558", f.Number, f.VNI, f.Proto, e.key)
+		}
+	}
+	checkInner6(t, "OVS", ovs, interopOVSIn6.Addr(), interopXsIn6.Addr())
+	checkInner6(t, "xswitch", xs, interopXsIn6.Addr(), interopOVSIn6.Addr())
+	checkSrcPorts(t, xs, ports)
+	logFrames(t, "xswitch", xs)
+	logFrames(t, "OVS", ovs)
+}
+
+// checkInner6: the Geneve frames one side sent carry inner IPv6: a neighbour
+// solicitation for dst to its solicited-node multicast group (ff02::1:ffXX:XXXX,
+// MAC 33:33:ff:XX:XX:XX: flooded into the tunnel), and at least 6 unicast
+// ICMPv6 frames src → dst (3 echo requests, 3 replies).
+func checkInner6(t *testing.T, who string, frames []capture.Frame, src, dst netip.Addr) {
+	t.Helper()
+	d := dst.As16()
+	group := netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: d[13], 14: d[14], 15: d[15]})
+	groupMAC := fmt.Sprintf("33:33:ff:%02x:%02x:%02x", d[13], d[14], d[15])
+	ns, icmp6, v6 := 0, 0, 0
+	for _, f := range frames {
+		if f.InnerEtherType != 0x86dd {
+			continue
+		}
+		v6++
+		if f.InnerL4 != "icmpv6" {
+			continue
+		}
+		switch {
+		case f.InnerDst == group && f.InnerDstMAC == groupMAC:
+			ns++
+		case f.InnerSrc == src && f.InnerDst == dst:
+			icmp6++
+		}
+	}
+	if ns == 0 {
+		t.Errorf("no neighbour solicitation for %v (to %v, %s) in the %d Geneve frames %s sent: multicast flooding to the tunnel failed",
+			dst, group, groupMAC, len(frames), who)
+	}
+	if icmp6 < 6 {
+		t.Errorf("%d unicast ICMPv6 frames %v -> %v in the Geneve frames %s sent, want >= 6 (echo requests and replies)", icmp6, src, dst, who)
+	}
+	t.Logf("%s sent %d Geneve frames, %d with inner IPv6 (eth.type 0x86dd): %d neighbour solicitations to %v, %d unicast ICMPv6 %v -> %v",
+		who, len(frames), v6, ns, group, icmp6, src, dst)
 }
 
 // checkARPFlood: a broadcast ARP request crossed the tunnel from this side.
@@ -396,9 +503,9 @@ func logFrames(t *testing.T, who string, frames []capture.Frame) {
 			fmt.Fprintf(&b, "  ... %d more\n", len(frames)-i)
 			break
 		}
-		fmt.Fprintf(&b, "  %v:%d -> %v:%d vni %d proto %#04x C %v O %v options %x ipcsum %v udpcsum %#04x(%v) inner %s %s->%s\n",
+		fmt.Fprintf(&b, "  %v:%d -> %v:%d vni %d proto %#04x C %v O %v options %x ipcsum %v udpcsum %#04x(%v) inner %#04x %s %s->%s %v->%v\n",
 			f.OuterSrc, f.SrcPort, f.OuterDst, f.DstPort, f.VNI, f.Proto, f.Critical, f.OAM, f.Options,
-			f.IPChecksum, f.UDPChecksum, f.UDPChecksumStatus, f.InnerL4, f.InnerSrcMAC, f.InnerDstMAC)
+			f.IPChecksum, f.UDPChecksum, f.UDPChecksumStatus, f.InnerEtherType, f.InnerL4, f.InnerSrcMAC, f.InnerDstMAC, f.InnerSrc, f.InnerDst)
 	}
 	t.Logf("%d Geneve frames from %s:\n%s", len(frames), who, b.String())
 }
