@@ -215,7 +215,13 @@ func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error
 			r.RxPackets, r.RxDropped, r.RxFillRingEmpty, r.RxRingFull, t.TxPackets, t.Completed, t.Kicks)
 	}
 	err = f.run(cpu, func(ready func()) {
-		ca, cb := ua.NewCache(), ub.NewCache()
+		// One cache per UMEM: with a shared UMEM, completed frames go
+		// straight back to the fill ring through the same cache.
+		ca := ua.NewCache()
+		cb := ca
+		if !shared {
+			cb = ub.NewCache()
+		}
 		descs := make([]Desc, batch)
 		out := make([]Desc, batch)
 		addrs := make([]uint64, batch)
@@ -227,6 +233,14 @@ func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error
 			if n > 0 {
 				var sent int
 				if shared {
+					// The frames were written by the CPU of a's RX softirq
+					// (the generator's); the kernel's copy-mode TX reads
+					// them whole on this CPU: take their lines in one go.
+					if tx.ZeroCopy() {
+						ua.Prefetch(descs[:n])
+					} else {
+						ua.PrefetchPackets(descs[:n])
+					}
 					area := ua.Area()
 					for _, d := range descs[:n] {
 						copy(area[d.Addr:d.Addr+6], dst[:])
@@ -265,7 +279,9 @@ func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error
 			tx.Complete(cb)
 		}
 		ca.Flush()
-		cb.Flush()
+		if cb != ca {
+			cb.Flush()
+		}
 	})
 	if err != nil {
 		return nil, nil, errors.Join(err, closeAll())
@@ -275,7 +291,9 @@ func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error
 
 // l2fwdImpls are the forwarders compared: this package forwarding by
 // descriptor through a shared UMEM, this package copying between two
-// UMEMs (asavie's way), and asavie/xdp.
+// UMEMs (asavie's way), and asavie/xdp, last: its Socket.Close leaves
+// its rings mapped, and the mappings keep the queue bound until the
+// process exits.
 var l2fwdImpls = []string{"xsk-shared", "xsk-copy", "asavie"}
 
 // startL2fwd starts the forwarder impl on CPU cpu (-1: any); the UMEMs
@@ -597,6 +615,8 @@ func startGen(tb testing.TB, tp *l2Topo, cpu, size int) {
 // medians of several runs (docs/benchmarks.md), e.g.
 //
 //	for i in $(seq 10); do flock /tmp/xswitch-bench.lock go test -run '^$' -bench L2fwd -benchtime 2000000x ./xsk/; done
+//
+// XSK_L2FWD_IMPLS=asavie,xsk-shared runs a subset, in the order given.
 func BenchmarkL2fwd(b *testing.B) {
 	if runtime.NumCPU() < 2 {
 		b.Skip("needs 2 CPUs: one for the generator, one for the forwarder")
@@ -617,7 +637,19 @@ func benchL2fwd(b *testing.B, frameLen int) {
 	defer unpin()
 	startGen(b, tp, genCPU, frameLen)
 
-	for _, impl := range l2fwdImpls {
+	impls := l2fwdImpls
+	if e := os.Getenv("XSK_L2FWD_IMPLS"); e != "" { // a subset, in this order
+		impls = strings.Split(e, ",")
+		for i, impl := range impls {
+			if impl == "asavie" && i != len(impls)-1 {
+				// Its Socket.Close leaves the four ring mappings in place,
+				// and each holds the kernel socket: the queue stays bound
+				// until the process exits.
+				b.Fatal("XSK_L2FWD_IMPLS: asavie must come last: after it, nothing else can bind the queue")
+			}
+		}
+	}
+	for _, impl := range impls {
 		var f *l2fwder
 		var umems []*Umem
 		var mpps float64
