@@ -23,12 +23,10 @@ import (
 	"time"
 
 	"github.com/asavie/xdp"
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"xswitch/internal/testnet"
+	"xswitch/internal/xdpcount"
 )
 
 const (
@@ -454,70 +452,29 @@ func TestL2fwd(t *testing.T) {
 	}
 }
 
-// sinkCounter counts the frames arriving at the sink in XDP (per-CPU
-// counter) and drops them: the cheapest receiver.
-type sinkCounter struct {
-	prog *ebpf.Program
-	m    *ebpf.Map
-	l    link.Link
-	vals []uint64
-}
-
-func attachSinkCounter(tb testing.TB, ns, dev string) *sinkCounter {
+// attachSinkCounter counts the frames arriving at the sink in XDP and
+// drops them (internal/xdpcount, the make bench sink): the cheapest
+// receiver.
+func attachSinkCounter(tb testing.TB, ns, dev string) *xdpcount.Counter {
 	tb.Helper()
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "l2fwd_sink", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "l2fwd_sink", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-			asm.Add.Imm(asm.R1, 1),
-			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 1).WithSymbol("out"), // XDP_DROP
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { prog.Close() })
-	c := &sinkCounter{prog: prog, m: m, vals: make([]uint64, ncpu)}
-	if err := testnet.Do(ns, func() error {
-		ifi, err := net.InterfaceByName(dev)
-		if err != nil {
-			return err
-		}
-		c.l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
+	var c *xdpcount.Counter
+	if err := testnet.Do(ns, func() (err error) {
+		c, err = xdpcount.Attach(dev, "native")
 		return err
 	}); err != nil {
 		tb.Fatalf("attach sink counter: %v", err)
 	}
-	tb.Cleanup(func() { c.l.Close() })
+	tb.Cleanup(func() { c.Close() })
 	return c
 }
 
-func (c *sinkCounter) read() uint64 {
-	if err := c.m.Lookup(uint32(0), c.vals); err != nil {
-		panic(err)
+// sinkFrames is how many frames the sink has counted.
+func sinkFrames(tb testing.TB, c *xdpcount.Counter) uint64 {
+	n, err := c.Read()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	var sum uint64
-	for _, v := range c.vals {
-		sum += v
-	}
-	return sum
+	return n.Packets
 }
 
 // readCounter reads a statistics counter of dev in ns.
@@ -660,9 +617,9 @@ func benchL2fwd(b *testing.B, frameLen int) {
 					b.Fatal(err)
 				}
 				// Warm up: steady state before the first measurement.
-				start := sink.read()
+				start := sinkFrames(b, sink)
 				time.Sleep(300 * time.Millisecond)
-				if sink.read() == start {
+				if sinkFrames(b, sink) == start {
 					b.Fatalf("%s: nothing reaches the sink", impl)
 				}
 			}
@@ -671,13 +628,13 @@ func benchL2fwd(b *testing.B, frameLen int) {
 				b.Fatal(err)
 			}
 			cpu0 := f.cpuTime()
-			c0 := sink.read()
+			c0 := sinkFrames(b, sink)
 			t0 := time.Now()
 			b.ResetTimer()
 			var c uint64
 			for deadline := t0.Add(5*time.Second + time.Duration(b.N)*10*time.Microsecond); ; {
 				time.Sleep(2 * time.Millisecond)
-				if c = sink.read(); c-c0 >= uint64(b.N) {
+				if c = sinkFrames(b, sink); c-c0 >= uint64(b.N) {
 					break
 				}
 				if time.Now().After(deadline) {

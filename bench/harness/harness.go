@@ -29,11 +29,11 @@ import (
 
 	"xswitch/bench/internal/frames"
 	"xswitch/bench/internal/gen"
-	"xswitch/bench/internal/rawsend"
 	"xswitch/bench/internal/report"
-	"xswitch/bench/internal/xdpcount"
 	"xswitch/geneve"
+	"xswitch/internal/rawsend"
 	"xswitch/internal/testnet"
+	"xswitch/internal/xdpcount"
 )
 
 // Options of a benchmark run.

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"xswitch/bench/internal/xdpcount"
+	"xswitch/internal/xdpcount"
 )
 
 // Summary is the final line printed with -json.

@@ -1,11 +1,9 @@
 package xdpcount
 
 import (
-	"net/netip"
 	"testing"
 
-	"xswitch/bench/internal/frames"
-	"xswitch/bench/internal/rawsend"
+	"xswitch/internal/rawsend"
 	"xswitch/internal/testnet"
 )
 
@@ -24,14 +22,13 @@ func TestCountsAndPassesARP(t *testing.T) {
 	defer c.Close()
 	t.Logf("XDP mode %s", c.Mode())
 
-	fs, err := frames.Build(frames.Spec{
-		Size: 100, Flows: 3,
-		SrcMAC: [6]byte{2, 0xbe, 0, 0, 0, 1}, DstMAC: [6]byte{2, 0xbe, 0, 0, 0, 2},
-		SrcIP: netip.MustParseAddr("198.19.0.1"), DstIP: netip.MustParseAddr("198.19.0.2"),
-		SrcPort: 1000, DstPort: 2000,
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Three 100-byte IPv4 frames (the counter reads only the EtherType).
+	var fs [][]byte
+	for i := range 3 {
+		f := make([]byte, 100)
+		copy(f, []byte{2, 0xbe, 0, 0, 0, 2, 2, 0xbe, 0, 0, 0, 1, 0x08, 0x00, 0x45})
+		f[20] = byte(i)
+		fs = append(fs, f)
 	}
 	arp := make([]byte, 60)
 	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0xbe, 0, 0, 0, 1, 0x08, 0x06})

@@ -1,6 +1,7 @@
 // Package rawsend sends a few prebuilt frames through an AF_PACKET socket.
-// The benchmark harness uses it on the control path: to teach a switch where
-// a destination MAC lives (frames in the reverse direction) before a run.
+// The benchmark harness uses it on the control path (to teach a switch where
+// a destination MAC lives: frames in the reverse direction, before a run), and
+// the xdpcount test to feed the counter.
 package rawsend
 
 import (

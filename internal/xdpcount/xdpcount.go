@@ -1,8 +1,9 @@
-// Package xdpcount is the benchmark sink: an XDP program that counts every
-// frame (and its bytes) in a per-CPU array and drops it, except ARP, which it
-// counts apart and passes to the kernel so that a sink namespace with an
-// address can still answer a switch's ARP requests. Counting at XDP is the
-// cheapest way to receive: no socket, no copy, no wakeup.
+// Package xdpcount is the benchmarks' sink (make bench, xsk's
+// BenchmarkL2fwd): an XDP program that counts every frame (and its bytes) in
+// a per-CPU array and drops it, except ARP, which it counts apart and passes
+// to the kernel so that a sink namespace with an address can still answer a
+// switch's ARP requests. Counting at XDP is the cheapest way to receive: no
+// socket, no copy, no wakeup.
 package xdpcount
 
 import (
