@@ -7,6 +7,7 @@
 #   BENCH_SIZES=...        e.g. 64,512,1500
 #   BENCH_RUNS, BENCH_INTERVAL (e.g. 2s), BENCH_WARMUP, BENCH_FLOWS
 #   BENCH_GEN_CPU (0), BENCH_SWITCH_CPU (1)
+#   BENCH_XSWITCH_YAML     extra top-level xswitch settings, e.g. "busy_poll: true"
 # Writes bench/results/<timestamp>.json and docs/bench-chart.svg and prints
 # a table. See docs/benchmarks.md.
 set -euo pipefail

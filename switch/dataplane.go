@@ -206,6 +206,12 @@ func (d *dataPlane) open(s *Switch) error {
 }
 
 func (d *dataPlane) start(s *Switch) error {
+	if s.cfg.BusyPoll {
+		// Measured (docs/benchmarks.md): with a port's NAPI thread on a
+		// poller's CPU, spinning pollers starve it, down to ~0.02 Mpps.
+		s.log.Warn("busy_poll: pollers spin and never yield their CPUs; keep the ports' interrupts and NAPI threads off them",
+			zap.Ints("poller_cpus", s.cfg.CPUs))
+	}
 	for _, p := range d.pollers {
 		// Stock the fill ring before traffic arrives.
 		p.sock.Refill(p.cache)

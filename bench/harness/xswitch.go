@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -54,7 +55,8 @@ func (s *Xswitch) Start(t testing.TB, tp *Topo, cpu int) error {
 			return err
 		}
 	}
-	s.x = e2e.StartXswitch(t, tp.SW, Config(tp, cpu))
+	// BENCH_XSWITCH_YAML: top-level settings to try (e.g. "busy_poll: true").
+	s.x = e2e.StartXswitch(t, tp.SW, Config(tp, cpu)+os.Getenv("BENCH_XSWITCH_YAML")+"\n")
 	for _, pid := range NamespacePIDs(tp.SW) {
 		if err := Pin(pid, cpu); err != nil {
 			return err

@@ -483,3 +483,29 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo left namespaces behind:\n%s", ns)
 	}
 }
+
+// TestBusyPoll: with busy_poll the pollers spin (never poll()), frames
+// still flow between local ports, `ctl show` says so, and the log warns
+// that the pollers' CPUs must be kept free of the ports' NAPI work.
+func TestBusyPoll(t *testing.T) {
+	testnet.RequireRoot(t)
+	net := testnet.New(t)
+	sw, vm1, vm2 := net.NS("bpsw"), net.NS("bpvm1"), net.NS("bpvm2")
+	for i, vm := range []string{vm1, vm2} {
+		net.Veth(sw, fmt.Sprintf("vm%d", i+1), vm, "eth0", 0)
+		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
+		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
+	}
+	x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+"busy_poll: true\n")
+	ping(t, vm1, "198.19.0.12", 5)
+	if p := portStats(stats(t, x), "vm2"); p.TxPackets < 5 || p.RxPackets < 5 {
+		t.Errorf("vm2 counters %+v", p)
+	}
+	show, _ := x.Ctl("show")
+	if !strings.Contains(show, "busy_poll true") {
+		t.Errorf("ctl show does not report busy_poll:\n%s", show)
+	}
+	if !strings.Contains(x.Log(), "busy_poll: pollers spin") {
+		t.Errorf("no busy_poll warning in the log:\n%s", x.Log())
+	}
+}
