@@ -601,6 +601,10 @@ func TestInteropOptions(t *testing.T) {
 		}
 		for i, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
+				// e's helpers report to (and name captures after) this case.
+				prev := e.t
+				e.t = t
+				defer func() { e.t = prev }()
 				const n = 5
 				marker := uint16(50001 + i)
 				frames := e.craft(t, c.opts, c.oam, xsBr1MAC, marker, n)
