@@ -37,6 +37,11 @@ type Config struct {
 	CPUs []int `yaml:"cpus"`
 	// BusyPoll makes pollers spin instead of sleeping in poll() when idle.
 	BusyPoll bool `yaml:"busy_poll"`
+	// PollerPolicy is the scheduling policy of the pollers' threads:
+	// "batch" (SCHED_BATCH: a woken poller does not preempt the thread
+	// that woke it, typically the NAPI thread filling its RX ring) or
+	// "normal" (SCHED_OTHER). Default "normal".
+	PollerPolicy string `yaml:"poller_policy"`
 	// ControlSocket is where `xswitch ctl` connects: "@name" for an abstract
 	// socket (default "@xswitch"), or a filesystem path.
 	ControlSocket string `yaml:"control_socket"`
@@ -56,6 +61,12 @@ type Config struct {
 
 	known geneve.KnownOptions
 }
+
+// Poller scheduling policies (Config.PollerPolicy).
+const (
+	PolicyNormal = "normal" // SCHED_OTHER
+	PolicyBatch  = "batch"  // SCHED_BATCH
+)
 
 // UnderlayConfig is the underlay NIC.
 type UnderlayConfig struct {
@@ -202,6 +213,13 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not a level; write debug, info, warn or error", c.LogLevel)
+	}
+	switch c.PollerPolicy {
+	case "":
+		c.PollerPolicy = PolicyNormal
+	case PolicyNormal, PolicyBatch:
+	default:
+		bad("poller_policy", "%q is not a policy; write %s or %s", c.PollerPolicy, PolicyNormal, PolicyBatch)
 	}
 	seenCPU := map[int]bool{}
 	for i, cpu := range c.CPUs {

@@ -86,6 +86,7 @@ func TestConfigErrors(t *testing.T) {
 		{base + "    name: this-name-is-way-too-long\n", ""}, // duplicate key: YAML error
 		{base + "umem: {frame_size: 1000}\n", "umem.frame_size: 1000 is not supported; write 2048 or 4096"},
 		{base + "log_level: loud\n", `log_level: "loud" is not a level`},
+		{base + "poller_policy: fifo\n", `poller_policy: "fifo" is not a policy; write normal or batch`},
 		{"underlay:\n  interface: eth0\n  xdp_mode: fast\nbridges:\n  - name: br1\n", `underlay.xdp_mode: "fast" is not a mode; write auto, native or generic`},
 		{base + "    mac: 01:00:00:00:00:01\n", `bridges[0].mac: "01:00:00:00:00:01" is not a unicast Ethernet address`},
 	}

@@ -338,6 +338,13 @@ func (p *poller) run() {
 			log.Warn("cannot pin poller", zap.String("port", p.port.name), zap.Int("queue", p.sock.Queue()), zap.Int("cpu", p.cpu), zap.Error(err))
 		}
 	}
+	if p.dp.s.cfg.PollerPolicy == PolicyBatch {
+		// The thread is locked: sched_setattr(0) sets its policy only.
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			log.Warn("cannot set the poller's scheduling policy", zap.String("port", p.port.name), zap.String("policy", PolicyBatch), zap.Error(err))
+		}
+	}
 	c := p.core
 	clock := p.dp.s.f.clock
 	busy := p.dp.s.cfg.BusyPoll

@@ -4,13 +4,15 @@ import "net/netip"
 
 // Status is what `xswitch ctl show` reports.
 type Status struct {
-	Version  string         `json:"version"`
-	PID      int            `json:"pid"`
-	CPUs     []int          `json:"cpus"`
-	BusyPoll bool           `json:"busy_poll"`
-	UMEM     UMEMStatus     `json:"umem"`
-	Underlay *PortStatus    `json:"underlay,omitempty"`
-	Bridges  []BridgeStatus `json:"bridges"`
+	Version  string `json:"version"`
+	PID      int    `json:"pid"`
+	CPUs     []int  `json:"cpus"`
+	BusyPoll bool   `json:"busy_poll"`
+	// PollerPolicy is the pollers' scheduling policy (normal or batch).
+	PollerPolicy string         `json:"poller_policy"`
+	UMEM         UMEMStatus     `json:"umem"`
+	Underlay     *PortStatus    `json:"underlay,omitempty"`
+	Bridges      []BridgeStatus `json:"bridges"`
 }
 
 // UMEMStatus describes the shared UMEM.

@@ -336,7 +336,7 @@ func (s *Switch) Close() error {
 
 // Status describes ports, tunnels and next hops.
 func (s *Switch) Status() Status {
-	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll}
+	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy}
 	st.UMEM = s.dp.umemStatus()
 	for _, b := range s.f.bridges {
 		bs := BridgeStatus{Name: b.name, VNI: b.vni, Ports: []PortStatus{}, Tunnels: []TunnelStatus{}}

@@ -74,7 +74,7 @@ func portLine(p *vswitch.PortStatus) string {
 }
 
 func formatShow(w io.Writer, s *vswitch.Status) {
-	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v\n", s.Version, s.PID, s.CPUs, s.BusyPoll)
+	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v, poller_policy %s\n", s.Version, s.PID, s.CPUs, s.BusyPoll, s.PollerPolicy)
 	fmt.Fprintf(w, "umem: %d frames of %d bytes (headroom %d), %d free\n", s.UMEM.Frames, s.UMEM.FrameSize, s.UMEM.Headroom, s.UMEM.FreeFrames)
 	if s.Underlay != nil {
 		fmt.Fprintf(w, "underlay: %s\n", portLine(s.Underlay))

@@ -7,9 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"xswitch/geneve"
 	"xswitch/internal/capture"
@@ -508,4 +511,54 @@ func TestBusyPoll(t *testing.T) {
 	if !strings.Contains(x.Log(), "busy_poll: pollers spin") {
 		t.Errorf("no busy_poll warning in the log:\n%s", x.Log())
 	}
+}
+
+// TestPollerPolicy: poller_policy: batch puts every poller thread, and no
+// other thread of the daemon, in SCHED_BATCH; frames flow; ctl show says so.
+func TestPollerPolicy(t *testing.T) {
+	testnet.RequireRoot(t)
+	net := testnet.New(t)
+	sw, vm1, vm2 := net.NS("ppsw"), net.NS("ppvm1"), net.NS("ppvm2")
+	for i, vm := range []string{vm1, vm2} {
+		net.Veth(sw, fmt.Sprintf("vm%d", i+1), vm, "eth0", 2)
+		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
+		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
+	}
+	x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+"poller_policy: batch\n")
+	ping(t, vm1, "198.19.0.12", 3)
+	show, _ := x.Ctl("show")
+	if !strings.Contains(show, "poller_policy batch") {
+		t.Errorf("ctl show does not report poller_policy:\n%s", show)
+	}
+	// Two ports with two queues each: four pollers. The daemon runs under
+	// `ip netns exec`, which execs it: same pid.
+	if n := threadsWithPolicy(t, x.Pid(), unix.SCHED_BATCH); n != 4 {
+		t.Errorf("%d threads of xswitch in SCHED_BATCH, want 4 (one per poller)", n)
+	}
+}
+
+// threadsWithPolicy counts the threads of pid whose scheduling policy
+// (field 41 of /proc/pid/task/tid/stat) is policy.
+func threadsWithPolicy(t *testing.T, pid, policy int) int {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// The command name (field 2) is in parentheses and may hold spaces.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) < 39 {
+			t.Fatalf("short stat line for thread %s: %q", task.Name(), b)
+		}
+		if p, err := strconv.Atoi(f[38]); err == nil && p == policy { // field 41 = f[41-3]
+			n++
+		}
+	}
+	return n
 }
