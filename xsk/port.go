@@ -20,7 +20,13 @@ type PortConfig struct {
 	XDPMode    XDPMode      // auto (native, else generic), native, generic
 	NeedWakeup bool         // XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks
 	BusyPoll   bool         // SO_PREFER_BUSY_POLL and friends
-	Logger     *zap.Logger  // nil: no logs
+	// TxBudget is, in copy mode, how many descriptors the kernel
+	// transmits per sendto (XDP_MAX_TX_SKB_BUDGET, Linux 6.17 and later):
+	// 32 to RingSize. 0: DefaultTxBudget (at most RingSize), or the
+	// kernel's 32 where the option is missing; -1: the kernel's 32. Not
+	// used in zero-copy mode. Socket.TxBudget says what a socket got.
+	TxBudget int
+	Logger   *zap.Logger // nil: no logs
 }
 
 // Mode is what the kernel granted a port.
@@ -59,6 +65,10 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	if c.RingSize < 64 || c.RingSize > 1<<15 || c.RingSize&(c.RingSize-1) != 0 {
 		return nil, fmt.Errorf("port %s: RingSize %d must be a power of two from 64 to 32768", c.Interface, c.RingSize)
 	}
+	if c.TxBudget != 0 && c.TxBudget != -1 && (c.TxBudget < kernelTxBudget || c.TxBudget > c.RingSize) {
+		return nil, fmt.Errorf("port %s: TxBudget %d out of range: use %d to RingSize (%d), 0 (default) or -1 (the kernel's %d)",
+			c.Interface, c.TxBudget, kernelTxBudget, c.RingSize, kernelTxBudget)
+	}
 	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
 		return nil, fmt.Errorf("port %s: ZeroCopy %d unknown (use ZeroCopyAuto, ZeroCopyOn or ZeroCopyOff)", c.Interface, int(c.ZeroCopy))
 	}
@@ -93,7 +103,7 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	p.mode.XDP, p.mode.Link = p.steer.Mode()
 	for i := 0; i < q; i++ {
 		s, err := u.openSocket(socketConfig{ifindex: ifc.Index, queue: i, ringSize: uint32(c.RingSize),
-			zeroCopy: c.ZeroCopy, needWakeup: c.NeedWakeup, busyPoll: c.BusyPoll})
+			zeroCopy: c.ZeroCopy, needWakeup: c.NeedWakeup, busyPoll: c.BusyPoll, txBudget: c.TxBudget})
 		if err != nil {
 			return nil, fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
 		}
@@ -112,7 +122,7 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	}
 	log.Info("AF_XDP sockets bound", zap.String("interface", c.Interface), zap.Int("queues", q),
 		zap.String("bind", bind), zap.Bool("need_wakeup", p.sockets[0].NeedWakeup()), zap.Bool("busy_poll", c.BusyPoll),
-		zap.Int("ring_size", c.RingSize), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
+		zap.Int("ring_size", c.RingSize), zap.Int("tx_budget", p.sockets[0].TxBudget()), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
 	return p, nil
 }
 

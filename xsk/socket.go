@@ -43,6 +43,7 @@ type socketConfig struct {
 	zeroCopy   ZeroCopy
 	needWakeup bool
 	busyPoll   bool
+	txBudget   int // PortConfig.TxBudget
 }
 
 // Stats are a socket's kernel statistics (XDP_STATISTICS) and its ring
@@ -79,6 +80,7 @@ type Socket struct {
 	queue    int
 	zeroCopy bool
 	wakeup   bool   // bound with XDP_USE_NEED_WAKEUP
+	txBudget int    // copy mode: descriptors the kernel sends per sendto
 	areaSize uint64 // bytes of the UMEM: completions at or past it name no frame
 
 	rx, tx, fill, comp *ring
@@ -255,6 +257,9 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 		return nil, fmt.Errorf("XDP_OPTIONS: %w", e)
 	}
 	s.zeroCopy = opts.flags&unix.XDP_OPTIONS_ZEROCOPY != 0
+	if err := s.setTxBudget(c); err != nil {
+		return nil, err
+	}
 	if share != nil {
 		s.wakeup = share.wakeup
 	} else {
@@ -266,6 +271,39 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 		}
 	}
 	return s, nil
+}
+
+const (
+	// kernelTxBudget is how many descriptors a copy-mode sendto transmits
+	// unless told otherwise (the kernel's TX_BATCH_SIZE).
+	kernelTxBudget = 32
+	// DefaultTxBudget is the copy-mode TX budget xsk asks for: fewer
+	// sendto calls, and fewer wake-ups of the receiving side, per frame
+	// (BenchmarkL2fwd, docs/benchmarks.md).
+	DefaultTxBudget = 256
+)
+
+// setTxBudget sets XDP_MAX_TX_SKB_BUDGET on a copy-mode socket. The
+// default falls back to the kernel's 32 where the option is missing (before
+// Linux 6.17); an explicit budget that cannot be had is an error.
+func (s *Socket) setTxBudget(c socketConfig) error {
+	s.txBudget = kernelTxBudget
+	if s.zeroCopy || c.txBudget == -1 {
+		return nil
+	}
+	want := c.txBudget
+	if want == 0 {
+		want = min(DefaultTxBudget, int(c.ringSize))
+	}
+	v := uint32(want)
+	if err := setsockopt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, unsafe.Pointer(&v), 4); err != nil {
+		if c.txBudget == 0 && errors.Is(err, unix.ENOPROTOOPT) {
+			return nil
+		}
+		return fmt.Errorf("TX budget (XDP_MAX_TX_SKB_BUDGET=%d): %w (Linux 6.17 or later; use TxBudget 0 or -1)", want, err)
+	}
+	s.txBudget = want
+	return nil
 }
 
 // bindBusyWait bounds how long a bind retries a queue that is still held
@@ -305,6 +343,10 @@ func (s *Socket) Ifindex() int { return s.ifindex }
 
 // ZeroCopy says whether the kernel bound the socket in zero-copy mode.
 func (s *Socket) ZeroCopy() bool { return s.zeroCopy }
+
+// TxBudget is how many descriptors the kernel transmits per sendto in
+// copy mode (PortConfig.TxBudget); 32, the kernel's, in zero-copy mode.
+func (s *Socket) TxBudget() int { return s.txBudget }
 
 // NeedWakeup says whether the socket uses XDP_USE_NEED_WAKEUP.
 func (s *Socket) NeedWakeup() bool { return s.wakeup }
@@ -395,7 +437,7 @@ func (s *Socket) Transmit(descs []Desc) int {
 	return int(n)
 }
 
-// kickTx wakes the kernel's TX. In copy mode the kernel sends at most 32
+// kickTx wakes the kernel's TX. In copy mode the kernel sends at most TxBudget
 // descriptors per sendto (and stops after an invalid one), answering
 // EAGAIN when more remain, so it kicks again while the kernel makes
 // progress and descriptors remain; it stops when a kick moves nothing

@@ -491,7 +491,9 @@ func TestTransmitBurst(t *testing.T) {
 	for _, wakeup := range []bool{true, false} {
 		t.Run(fmt.Sprintf("need_wakeup=%v", wakeup), func(t *testing.T) {
 			sn := newSockNet(t, 1, UmemConfig{NumFrames: 2048})
-			p := sn.mustOpen(PortConfig{RingSize: 1024, NeedWakeup: wakeup})
+			// The kernel's own budget (32 per sendto): Transmit must kick
+			// again and again.
+			p := sn.mustOpen(PortConfig{RingSize: 1024, NeedWakeup: wakeup, TxBudget: -1})
 			s := p.Sockets()[0]
 			peer := openRaw(t, sn.peer, "p0")
 			c := sn.u.NewCache()
@@ -522,6 +524,61 @@ func TestTransmitBurst(t *testing.T) {
 			sn.closeAll()
 		})
 	}
+}
+
+// TestTxBudget: in copy mode the socket asks the kernel to send up to
+// DefaultTxBudget descriptors per sendto (or the budget given), so that a
+// burst of 1000 takes a handful of kicks instead of 32; bad budgets are
+// refused with a clear error.
+func TestTxBudget(t *testing.T) {
+	for _, tc := range []struct {
+		budget, want int
+		maxKicks     uint64
+	}{
+		{0, DefaultTxBudget, 1000/DefaultTxBudget + 2},
+		{64, 64, 1000/64 + 2},
+	} {
+		t.Run(fmt.Sprintf("TxBudget=%d", tc.budget), func(t *testing.T) {
+			sn := newSockNet(t, 1, UmemConfig{NumFrames: 2048})
+			p := sn.mustOpen(PortConfig{RingSize: 1024, NeedWakeup: true, TxBudget: tc.budget})
+			s := p.Sockets()[0]
+			if s.TxBudget() != tc.want {
+				t.Fatalf("TxBudget() = %d, want %d", s.TxBudget(), tc.want)
+			}
+			peer := openRaw(t, sn.peer, "p0")
+			c := sn.u.NewCache()
+			sent := make(map[uint32][]byte)
+			var frames [][]byte
+			for seq := uint32(0); seq < 1000; seq++ {
+				f := testFrame(sn.pmac, sn.xmac, 0, seq, 60+int(seq%200))
+				sent[seq] = f
+				frames = append(frames, f)
+			}
+			descs := txFrames(sn.u, c, frames, 0)
+			done := make(chan map[uint32][]byte)
+			go func() { done <- peer.collect(len(sent), 2*time.Second) }()
+			if n := s.Transmit(descs); n != 1000 {
+				t.Fatalf("Transmit(1000) on a 1024-entry ring placed %d", n)
+			}
+			waitCompleted(t, s, c, 5*time.Second)
+			checkFrames(t, "TX", <-done, sent)
+			st, _ := s.Stats()
+			if st.Kicks > tc.maxKicks {
+				t.Errorf("%d kicks for 1000 frames with a budget of %d, want at most %d", st.Kicks, tc.want, tc.maxKicks)
+			}
+			t.Logf("budget %d: %d kicks for 1000 frames", s.TxBudget(), st.Kicks)
+			c.Flush()
+			sn.closeAll()
+		})
+	}
+	sn := newSockNet(t, 1, UmemConfig{NumFrames: 1024})
+	for _, b := range []int{16, 2048, -2} {
+		_, err := sn.open(PortConfig{RingSize: 1024, TxBudget: b})
+		if err == nil || !strings.Contains(err.Error(), "TxBudget") {
+			t.Errorf("TxBudget %d with 1024-entry rings: err %v, want a TxBudget error", b, err)
+		}
+	}
+	checkPool(t, sn.u)
 }
 
 // TestTransmitRingFull: with a 64-entry TX ring (and completion ring),
