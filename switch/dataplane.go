@@ -271,6 +271,8 @@ func (d *dataPlane) portStatus(p *port) PortStatus {
 	ps.Copy = "copy"
 	if m.ZeroCopy {
 		ps.Copy = "zero-copy"
+	} else {
+		ps.TxBudget = xp.Sockets()[0].TxBudget()
 	}
 	for _, pl := range d.pollers {
 		if pl.port == p {

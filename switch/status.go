@@ -32,11 +32,13 @@ type PortStatus struct {
 	MTU     int    `json:"mtu,omitempty"`
 	// XDP is "native" or "generic", Link "bpf_link" or "netlink" (AF_XDP
 	// ports); Copy is "zero-copy" or "copy" (AF_XDP) or "tap" (internal).
-	XDP       string         `json:"xdp,omitempty"`
-	Link      string         `json:"link,omitempty"`
-	Copy      string         `json:"copy"`
-	ZeroCopy  bool           `json:"zero_copy"`
-	Queues    int            `json:"queues"`
+	XDP      string `json:"xdp,omitempty"`
+	Link     string `json:"link,omitempty"`
+	Copy     string `json:"copy"`
+	ZeroCopy bool   `json:"zero_copy"`
+	Queues   int    `json:"queues"`
+	// TxBudget is how many frames one sendto transmits (copy mode).
+	TxBudget  int            `json:"tx_budget,omitempty"`
 	Pollers   []PollerStatus `json:"pollers,omitempty"`
 	LocalIPs  []string       `json:"local_ips,omitempty"`
 	Addresses []string       `json:"addresses,omitempty"`

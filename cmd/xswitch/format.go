@@ -50,6 +50,9 @@ func portLine(p *vswitch.PortStatus) string {
 	b.WriteString(")")
 	if p.XDP != "" {
 		fmt.Fprintf(&b, ": xdp %s via %s, %s, %d queues", p.XDP, p.Link, p.Copy, p.Queues)
+		if p.TxBudget > 0 {
+			fmt.Fprintf(&b, ", tx budget %d", p.TxBudget)
+		}
 	} else {
 		fmt.Fprintf(&b, ": %s", p.Copy)
 	}

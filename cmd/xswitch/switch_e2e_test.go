@@ -19,6 +19,7 @@ import (
 	"xswitch/internal/e2e"
 	"xswitch/internal/testnet"
 	vswitch "xswitch/switch"
+	"xswitch/xsk"
 )
 
 // bridgeSpec is one bridge of a test configuration.
@@ -529,6 +530,11 @@ func TestPollerPolicy(t *testing.T) {
 	show, _ := x.Ctl("show")
 	if !strings.Contains(show, "poller_policy batch") {
 		t.Errorf("ctl show does not report poller_policy:\n%s", show)
+	}
+	// Copy-mode ports report the kernel's TX budget they got (this kernel
+	// has XDP_MAX_TX_SKB_BUDGET).
+	if !strings.Contains(show, fmt.Sprintf("copy, 2 queues, tx budget %d", xsk.DefaultTxBudget)) {
+		t.Errorf("ctl show does not report the TX budget:\n%s", show)
 	}
 	// Two ports with two queues each: four pollers. The daemon runs under
 	// `ip netns exec`, which execs it: same pid.
