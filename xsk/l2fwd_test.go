@@ -32,6 +32,9 @@ import (
 const (
 	l2fwdRing   = 1024 // every ring, both implementations
 	l2fwdFrames = 4096 // UMEM frames per asavie socket; the shared UMEM has twice as many
+	// l2fwdTxBudget is the copy-mode TX budget of the xsk forwarders'
+	// TX sockets (PortConfig.TxBudget).
+	l2fwdTxBudget = 256
 )
 
 // l2Topo is the forwarding topology. Interface names carry the pid: NAPI
@@ -197,7 +200,9 @@ func startXsk(tp *l2Topo, cpu, batch int, shared bool) (*l2fwder, []*Umem, error
 		if pa, err = ua.OpenPort(PortConfig{Interface: tp.aIf, RingSize: l2fwdRing, NeedWakeup: true}); err != nil {
 			return err
 		}
-		pb, err = ub.OpenPort(PortConfig{Interface: tp.bIf, RingSize: l2fwdRing, NeedWakeup: true})
+		// A TX budget of 256: each sendto moves a whole burst (asavie
+		// leaves the kernel's 32).
+		pb, err = ub.OpenPort(PortConfig{Interface: tp.bIf, RingSize: l2fwdRing, NeedWakeup: true, TxBudget: l2fwdTxBudget})
 		return err
 	})
 	if err != nil {

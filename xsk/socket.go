@@ -273,36 +273,22 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 	return s, nil
 }
 
-const (
-	// kernelTxBudget is how many descriptors a copy-mode sendto transmits
-	// unless told otherwise (the kernel's TX_BATCH_SIZE).
-	kernelTxBudget = 32
-	// DefaultTxBudget is the copy-mode TX budget xsk asks for: fewer
-	// sendto calls, and fewer wake-ups of the receiving side, per frame
-	// (BenchmarkL2fwd, docs/benchmarks.md).
-	DefaultTxBudget = 256
-)
+// KernelTxBudget is how many descriptors a copy-mode sendto transmits
+// unless PortConfig.TxBudget says otherwise (the kernel's TX_BATCH_SIZE).
+const KernelTxBudget = 32
 
-// setTxBudget sets XDP_MAX_TX_SKB_BUDGET on a copy-mode socket. The
-// default falls back to the kernel's 32 where the option is missing (before
-// Linux 6.17); an explicit budget that cannot be had is an error.
+// setTxBudget sets XDP_MAX_TX_SKB_BUDGET on a copy-mode socket when asked
+// to; a budget that cannot be had (a kernel before 6.17) is an error.
 func (s *Socket) setTxBudget(c socketConfig) error {
-	s.txBudget = kernelTxBudget
-	if s.zeroCopy || c.txBudget == -1 {
+	s.txBudget = KernelTxBudget
+	if s.zeroCopy || c.txBudget == 0 {
 		return nil
 	}
-	want := c.txBudget
-	if want == 0 {
-		want = min(DefaultTxBudget, int(c.ringSize))
-	}
-	v := uint32(want)
+	v := uint32(c.txBudget)
 	if err := setsockopt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, unsafe.Pointer(&v), 4); err != nil {
-		if c.txBudget == 0 && errors.Is(err, unix.ENOPROTOOPT) {
-			return nil
-		}
-		return fmt.Errorf("TX budget (XDP_MAX_TX_SKB_BUDGET=%d): %w (Linux 6.17 or later; use TxBudget 0 or -1)", want, err)
+		return fmt.Errorf("TX budget (XDP_MAX_TX_SKB_BUDGET=%d): %w (needs Linux 6.17 or later; use TxBudget 0)", c.txBudget, err)
 	}
-	s.txBudget = want
+	s.txBudget = c.txBudget
 	return nil
 }
 
