@@ -38,9 +38,9 @@ type Config struct {
 	// BusyPoll makes pollers spin instead of sleeping in poll() when idle.
 	BusyPoll bool `yaml:"busy_poll"`
 	// PollerPolicy is the scheduling policy of the pollers' threads:
-	// "batch" (SCHED_BATCH: a woken poller does not preempt the thread
-	// that woke it, typically the NAPI thread filling its RX ring) or
-	// "normal" (SCHED_OTHER). Default "normal".
+	// "batch" (SCHED_BATCH, the default: a woken poller does not preempt
+	// the thread that woke it, typically the NAPI thread still filling
+	// its RX ring; docs/benchmarks.md) or "normal" (SCHED_OTHER).
 	PollerPolicy string `yaml:"poller_policy"`
 	// ControlSocket is where `xswitch ctl` connects: "@name" for an abstract
 	// socket (default "@xswitch"), or a filesystem path.
@@ -216,7 +216,7 @@ func (c *Config) Validate() error {
 	}
 	switch c.PollerPolicy {
 	case "":
-		c.PollerPolicy = PolicyNormal
+		c.PollerPolicy = PolicyBatch
 	case PolicyNormal, PolicyBatch:
 	default:
 		bad("poller_policy", "%q is not a policy; write %s or %s", c.PollerPolicy, PolicyNormal, PolicyBatch)

@@ -514,8 +514,9 @@ func TestBusyPoll(t *testing.T) {
 	}
 }
 
-// TestPollerPolicy: poller_policy: batch puts every poller thread, and no
-// other thread of the daemon, in SCHED_BATCH; frames flow; ctl show says so.
+// TestPollerPolicy: by default (and with poller_policy: batch) every
+// poller thread, and no other thread of the daemon, runs in SCHED_BATCH;
+// with poller_policy: normal none does; frames flow; ctl show says so.
 func TestPollerPolicy(t *testing.T) {
 	testnet.RequireRoot(t)
 	net := testnet.New(t)
@@ -525,21 +526,33 @@ func TestPollerPolicy(t *testing.T) {
 		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
 		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
 	}
-	x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+"poller_policy: batch\n")
-	ping(t, vm1, "198.19.0.12", 3)
-	show, _ := x.Ctl("show")
-	if !strings.Contains(show, "poller_policy batch") {
-		t.Errorf("ctl show does not report poller_policy:\n%s", show)
-	}
-	// Copy-mode ports report their TX budget per sendto (xswitch leaves
-	// the kernel's).
-	if !strings.Contains(show, fmt.Sprintf("copy, 2 queues, tx budget %d", xsk.KernelTxBudget)) {
-		t.Errorf("ctl show does not report the TX budget:\n%s", show)
-	}
-	// Two ports with two queues each: four pollers. The daemon runs under
-	// `ip netns exec`, which execs it: same pid.
-	if n := threadsWithPolicy(t, x.Pid(), unix.SCHED_BATCH); n != 4 {
-		t.Errorf("%d threads of xswitch in SCHED_BATCH, want 4 (one per poller)", n)
+	for _, tc := range []struct {
+		setting, policy string
+		batchThreads    int
+	}{
+		{"", "batch", 4}, // two ports with two queues each: four pollers
+		{"poller_policy: normal\n", "normal", 0},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+tc.setting)
+			ping(t, vm1, "198.19.0.12", 3)
+			show, _ := x.Ctl("show")
+			if !strings.Contains(show, "poller_policy "+tc.policy) {
+				t.Errorf("ctl show does not report poller_policy %s:\n%s", tc.policy, show)
+			}
+			// Copy-mode ports report their TX budget per sendto (xswitch
+			// leaves the kernel's).
+			if !strings.Contains(show, fmt.Sprintf("copy, 2 queues, tx budget %d", xsk.KernelTxBudget)) {
+				t.Errorf("ctl show does not report the TX budget:\n%s", show)
+			}
+			// `ip netns exec` execs the daemon: same pid.
+			if n := threadsWithPolicy(t, x.Pid(), unix.SCHED_BATCH); n != tc.batchThreads {
+				t.Errorf("%d threads of xswitch in SCHED_BATCH, want %d", n, tc.batchThreads)
+			}
+			if err := x.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
