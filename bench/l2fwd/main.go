@@ -36,18 +36,19 @@ func main() {
 
 func run() error {
 	var (
-		in      = flag.String("in", "", "interface to receive on (required)")
-		out     = flag.String("out", "", "interface to transmit on (required)")
-		cpu     = flag.Int("cpu", 1, "CPU to pin the forwarding thread to (-1: no pinning)")
-		batch   = flag.Int("batch", 64, "frames per receive burst")
-		frames  = flag.Int("frames", 8192, "UMEM frames")
-		ring    = flag.Int("ring", 2048, "ring size")
-		zc      = flag.String("zerocopy", "auto", "auto, on, off")
-		xdpMode = flag.String("xdp-mode", "auto", "auto, native, generic")
-		quiet   = flag.Bool("q", false, "no per-second lines")
-		wakeup  = flag.Bool("need-wakeup", true, "XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks")
-		busy    = flag.Bool("busy", false, "spin when the RX ring is empty instead of sleeping in poll() (as xswitch's busy_poll)")
-		nap     = flag.Duration("idle-sleep", 0, "when the RX ring is empty, sleep this long (nanosleep) instead of poll(), so that frames gather into full batches")
+		in          = flag.String("in", "", "interface to receive on (required)")
+		out         = flag.String("out", "", "interface to transmit on (required)")
+		cpu         = flag.Int("cpu", 1, "CPU to pin the forwarding thread to (-1: no pinning)")
+		batch       = flag.Int("batch", 64, "frames per receive burst")
+		frames      = flag.Int("frames", 8192, "UMEM frames")
+		ring        = flag.Int("ring", 2048, "ring size")
+		zc          = flag.String("zerocopy", "auto", "auto, on, off")
+		xdpMode     = flag.String("xdp-mode", "auto", "auto, native, generic")
+		quiet       = flag.Bool("q", false, "no per-second lines")
+		wakeup      = flag.Bool("need-wakeup", true, "XDP_USE_NEED_WAKEUP: syscalls only when the kernel asks")
+		busy        = flag.Bool("busy", false, "spin when the RX ring is empty instead of sleeping in poll() (as xswitch's busy_poll)")
+		batchPolicy = flag.Bool("sched-batch", true, "run the forwarding thread in SCHED_BATCH, as xswitch's pollers (poller_policy: batch)")
+		nap         = flag.Duration("idle-sleep", 0, "when the RX ring is empty, sleep this long (nanosleep) instead of poll(), so that frames gather into full batches")
 	)
 	flag.Parse()
 	if *in == "" || *out == "" {
@@ -60,6 +61,12 @@ func run() error {
 		set.Set(*cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			return fmt.Errorf("pin to CPU %d: %w", *cpu, err)
+		}
+	}
+	if *batchPolicy {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			return fmt.Errorf("SCHED_BATCH: %w", err)
 		}
 	}
 	log, _ := zap.NewProduction()
