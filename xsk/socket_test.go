@@ -495,27 +495,12 @@ func TestTransmitBurst(t *testing.T) {
 			// again and again.
 			p := sn.mustOpen(PortConfig{RingSize: 1024, NeedWakeup: wakeup})
 			s := p.Sockets()[0]
-			peer := openRaw(t, sn.peer, "p0")
 			c := sn.u.NewCache()
-			sent := make(map[uint32][]byte)
-			var frames [][]byte
-			for seq := uint32(0); seq < 1000; seq++ {
-				f := testFrame(sn.pmac, sn.xmac, 0, seq, 60+int(seq%200))
-				sent[seq] = f
-				frames = append(frames, f)
-			}
-			descs := txFrames(sn.u, c, frames, 0)
-			done := make(chan map[uint32][]byte)
-			go func() { done <- peer.collect(len(sent), 2*time.Second) }()
-			if n := s.Transmit(descs); n != 1000 {
-				t.Fatalf("Transmit(1000) on a 1024-entry ring placed %d", n)
-			}
-			if cons := s.tx.consumer; *cons != s.tx.local {
-				t.Errorf("after one Transmit of 1000 the kernel took %d (want all: the kicks go on past 32 per sendto)", *cons)
-			}
-			waitCompleted(t, s, c, 5*time.Second)
-			checkFrames(t, "TX", <-done, sent)
-			st, _ := s.Stats()
+			st := sendBurst(t, sn, s, c, func() {
+				if cons := s.tx.consumer; *cons != s.tx.local {
+					t.Errorf("after one Transmit of 1000 the kernel took %d (want all: the kicks go on past 32 per sendto)", *cons)
+				}
+			})
 			t.Logf("stats: %+v", st)
 			if st.Kicks < 1000/32 {
 				t.Errorf("%d kicks for 1000 frames in copy mode, want at least %d", st.Kicks, 1000/32)
@@ -524,6 +509,35 @@ func TestTransmitBurst(t *testing.T) {
 			sn.closeAll()
 		})
 	}
+}
+
+// sendBurst transmits 1000 frames of 60..259 bytes in one Transmit on a
+// socket with 1024-entry rings (afterTransmit, if any, runs right after
+// it), waits until all are completed, checks that the peer got each byte
+// for byte, and returns the socket's statistics.
+func sendBurst(t *testing.T, sn *sockNet, s *Socket, c *Cache, afterTransmit func()) Stats {
+	t.Helper()
+	peer := openRaw(t, sn.peer, "p0")
+	sent := make(map[uint32][]byte)
+	var frames [][]byte
+	for seq := uint32(0); seq < 1000; seq++ {
+		f := testFrame(sn.pmac, sn.xmac, 0, seq, 60+int(seq%200))
+		sent[seq] = f
+		frames = append(frames, f)
+	}
+	descs := txFrames(sn.u, c, frames, 0)
+	done := make(chan map[uint32][]byte)
+	go func() { done <- peer.collect(len(sent), 2*time.Second) }()
+	if n := s.Transmit(descs); n != 1000 {
+		t.Fatalf("Transmit(1000) on a 1024-entry ring placed %d", n)
+	}
+	if afterTransmit != nil {
+		afterTransmit()
+	}
+	waitCompleted(t, s, c, 5*time.Second)
+	checkFrames(t, "TX", <-done, sent)
+	st, _ := s.Stats()
+	return st
 }
 
 // TestTxBudget: in copy mode a socket with a TX budget has the kernel send
@@ -546,24 +560,8 @@ func TestTxBudget(t *testing.T) {
 			if s.TxBudget() != tc.want {
 				t.Fatalf("TxBudget() = %d, want %d", s.TxBudget(), tc.want)
 			}
-			peer := openRaw(t, sn.peer, "p0")
 			c := sn.u.NewCache()
-			sent := make(map[uint32][]byte)
-			var frames [][]byte
-			for seq := uint32(0); seq < 1000; seq++ {
-				f := testFrame(sn.pmac, sn.xmac, 0, seq, 60+int(seq%200))
-				sent[seq] = f
-				frames = append(frames, f)
-			}
-			descs := txFrames(sn.u, c, frames, 0)
-			done := make(chan map[uint32][]byte)
-			go func() { done <- peer.collect(len(sent), 2*time.Second) }()
-			if n := s.Transmit(descs); n != 1000 {
-				t.Fatalf("Transmit(1000) on a 1024-entry ring placed %d", n)
-			}
-			waitCompleted(t, s, c, 5*time.Second)
-			checkFrames(t, "TX", <-done, sent)
-			st, _ := s.Stats()
+			st := sendBurst(t, sn, s, c, nil)
 			if st.Kicks > tc.maxKicks || st.Kicks < 1000/uint64(tc.want) {
 				t.Errorf("%d kicks for 1000 frames with a budget of %d, want %d to %d", st.Kicks, tc.want, 1000/tc.want, tc.maxKicks)
 			}

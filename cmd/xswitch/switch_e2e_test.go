@@ -488,18 +488,32 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// twoVMs makes a switch namespace with local ports vm1 and vm2 (veths with
+// queues queues; 0: the default) to VM namespaces at 198.19.0.11 and .12,
+// and returns the switch's namespace and vm1's.
+func twoVMs(t *testing.T, prefix string, queues int) (sw, vm1 string) {
+	t.Helper()
+	net := testnet.New(t)
+	sw = net.NS(prefix + "sw")
+	for i := range 2 {
+		vm := net.NS(fmt.Sprintf("%svm%d", prefix, i+1))
+		net.Veth(sw, fmt.Sprintf("vm%d", i+1), vm, "eth0", queues)
+		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
+		// AF_XDP ports carry frames as they are: no checksum offload.
+		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
+		if i == 0 {
+			vm1 = vm
+		}
+	}
+	return sw, vm1
+}
+
 // TestBusyPoll: with busy_poll the pollers spin (never poll()), frames
 // still flow between local ports, `ctl show` says so, and the log warns
 // that the pollers' CPUs must be kept free of the ports' NAPI work.
 func TestBusyPoll(t *testing.T) {
 	testnet.RequireRoot(t)
-	net := testnet.New(t)
-	sw, vm1, vm2 := net.NS("bpsw"), net.NS("bpvm1"), net.NS("bpvm2")
-	for i, vm := range []string{vm1, vm2} {
-		net.Veth(sw, fmt.Sprintf("vm%d", i+1), vm, "eth0", 0)
-		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
-		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
-	}
+	sw, vm1 := twoVMs(t, "bp", 0)
 	x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+"busy_poll: true\n")
 	ping(t, vm1, "198.19.0.12", 5)
 	if p := portStats(stats(t, x), "vm2"); p.TxPackets < 5 || p.RxPackets < 5 {
@@ -519,13 +533,7 @@ func TestBusyPoll(t *testing.T) {
 // with poller_policy: normal none does; frames flow; ctl show says so.
 func TestPollerPolicy(t *testing.T) {
 	testnet.RequireRoot(t)
-	net := testnet.New(t)
-	sw, vm1, vm2 := net.NS("ppsw"), net.NS("ppvm1"), net.NS("ppvm2")
-	for i, vm := range []string{vm1, vm2} {
-		net.Veth(sw, fmt.Sprintf("vm%d", i+1), vm, "eth0", 2)
-		net.Run(vm, "ip", "addr", "add", fmt.Sprintf("198.19.0.%d/24", 11+i), "dev", "eth0")
-		net.Run(vm, "ethtool", "-K", "eth0", "tx", "off")
-	}
+	sw, vm1 := twoVMs(t, "pp", 2)
 	for _, tc := range []struct {
 		setting, policy string
 		batchThreads    int
