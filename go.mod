@@ -4,13 +4,14 @@ go 1.26.0
 
 require github.com/vishvananda/netns v0.0.5
 
+require golang.org/x/net v0.59.0 // indirect
+
 require (
 	github.com/asavie/xdp v0.3.3
-	github.com/cilium/ebpf v0.22.0 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
-	github.com/vishvananda/netlink v1.3.1 // indirect
+	github.com/cilium/ebpf v0.22.0
+	github.com/vishvananda/netlink v1.3.1
 	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	go.uber.org/zap v1.28.0
+	golang.org/x/sys v0.49.0
+	gopkg.in/yaml.v3 v3.0.1
 )
