@@ -350,8 +350,7 @@ func txFrames(u *Umem, c *Cache, frames [][]byte, off int) []Desc {
 func transmitAll(t testing.TB, s *Socket, c *Cache, descs []Desc, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	done := 0
-	for len(descs) > 0 || done < 0 {
+	for len(descs) > 0 {
 		n := s.Transmit(descs)
 		descs = descs[n:]
 		s.Complete(c)
@@ -848,8 +847,9 @@ func TestModes(t *testing.T) {
 	sn.closeAll()
 }
 
-// TestBusyPoll: busy polling either works (frames arrive, the socket
-// options are set) or fails with a clear error.
+// TestBusyPoll: with busy polling the socket options are set and frames
+// arrive and leave. A kernel that refuses busy polling must say so clearly;
+// the test then skips (with the kernel's reason) instead of passing.
 func TestBusyPoll(t *testing.T) {
 	sn := newSockNet(t, 1, UmemConfig{NumFrames: 1024})
 	peer := openRaw(t, sn.peer, "p0")
@@ -858,9 +858,8 @@ func TestBusyPoll(t *testing.T) {
 		if !strings.Contains(err.Error(), "busy polling") {
 			t.Fatalf("busy poll refused with an unclear error: %v", err)
 		}
-		t.Logf("busy polling refused: %v", err)
 		checkPool(t, sn.u)
-		return
+		t.Skipf("busy polling refused by this kernel, nothing to test: %v", err)
 	}
 	s := p.Sockets()[0]
 	// (SO_BUSY_POLL_BUDGET cannot be read back: getsockopt does not know it.)

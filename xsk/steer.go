@@ -262,7 +262,7 @@ func (s *Steering) attach(mode XDPMode) error {
 				}
 				return nil
 			}
-			if linkUnsupported(err) {
+			if linkUnsupported(err, runningKernel()) {
 				s.log.Warn("XDP steering: BPF links for XDP unsupported, attaching through netlink: "+
 					"the program outlives the process unless Close runs",
 					zap.String("interface", s.ifname), zap.Error(err))
@@ -305,10 +305,50 @@ func (s *Steering) attach(mode XDPMode) error {
 	return fmt.Errorf("attach XDP (native, then generic): %w", err)
 }
 
-// linkUnsupported tells whether a link.AttachXDP error means that this kernel
-// has no BPF links for XDP (before Linux 5.9 link creation fails with EINVAL).
-func linkUnsupported(err error) bool {
-	return errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL)
+// linkUnsupported tells whether a link.AttachXDP error means that this
+// kernel has no BPF links for XDP, the one case where attaching through
+// netlink (an attachment that survives a SIGKILL) is right:
+//   - cilium/ebpf's typed ebpf.ErrNotSupported: no BPF links at all
+//     (before Linux 5.7);
+//   - EINVAL on a kernel with BPF links but not yet for XDP (5.7 and 5.8):
+//     the kernel cannot say it any other way.
+//
+// Any other error, an EINVAL from a driver refusing native mode on a newer
+// kernel included, is a real failure of that mode and no reason to leave
+// BPF links.
+func linkUnsupported(err error, kernel kernelVersion) bool {
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return true
+	}
+	return errors.Is(err, unix.EINVAL) && kernel.valid() && kernel.before(5, 9)
+}
+
+// kernelVersion is the running kernel's major and minor version.
+type kernelVersion struct{ major, minor int }
+
+func (k kernelVersion) valid() bool { return k.major > 0 }
+
+func (k kernelVersion) before(major, minor int) bool {
+	return k.major < major || k.major == major && k.minor < minor
+}
+
+// runningKernel reads the kernel version from uname; zero when unreadable.
+func runningKernel() kernelVersion {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return kernelVersion{}
+	}
+	return parseKernelRelease(unix.ByteSliceToString(u.Release[:]))
+}
+
+// parseKernelRelease reads "6.18.0-rc1..." as {6, 18}; zero when the
+// release does not start with major.minor.
+func parseKernelRelease(r string) kernelVersion {
+	var k kernelVersion
+	if _, err := fmt.Sscanf(r, "%d.%d", &k.major, &k.minor); err != nil || k.major <= 0 || k.minor < 0 {
+		return kernelVersion{}
+	}
+	return k
 }
 
 // Register puts the AF_XDP socket fd, bound to queue of this interface, into
