@@ -377,13 +377,15 @@ func (p *poller) run() {
 }
 
 // completeIdle drains completion rings of the sockets this poller sends
-// on, so that frames do not stay parked there when traffic stops.
+// on, so that frames do not stay parked there when traffic stops, and
+// kicks TX descriptors a stalled kick left in a ring (TxIdle), which
+// would otherwise wait for the next burst.
 func (p *poller) completeIdle() {
 	for _, id := range p.dests {
 		pt := p.core.f.ports[id]
 		tq := pt.tx[p.txIdx%len(pt.tx)]
 		if tq.mu.TryLock() {
-			tq.sock.Complete(p.cache)
+			tq.sock.TxIdle(p.cache)
 			tq.mu.Unlock()
 		}
 	}

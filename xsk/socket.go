@@ -427,8 +427,10 @@ func (s *Socket) Transmit(descs []Desc) int {
 // descriptors per sendto (and stops after an invalid one), answering
 // EAGAIN when more remain, so it kicks again while the kernel makes
 // progress and descriptors remain; it stops when a kick moves nothing
-// (completion ring full, device busy: the next Transmit or Complete
-// retries).
+// (completion ring full, device queue stopped, ENOBUFS). Complete does not
+// kick: the descriptors left wait for the next Transmit or for TxIdle,
+// which the caller's idle path must call so that they leave without new
+// traffic.
 func (s *Socket) kickTx() {
 	cons := atomic.LoadUint32(s.tx.consumer)
 	for cons != s.tx.local {
@@ -484,6 +486,18 @@ func (s *Socket) Complete(c *Cache) int {
 	s.comp.release(n)
 	s.completed.Add(uint64(n))
 	return int(n)
+}
+
+// TxIdle is the TX side's work when there is nothing to send: it moves the
+// completion ring's frames into c and, when descriptors still wait in the
+// TX ring (a kick that found the completion ring full or the device queue
+// stopped), kicks the kernel again, now that the completion ring has room.
+// It returns how many entries it completed. Without it a transmit that
+// stalled stays in the ring until the next burst.
+func (s *Socket) TxIdle(c *Cache) int {
+	n := s.Complete(c)
+	s.Transmit(nil)
+	return n
 }
 
 // Wait sleeps in poll() until the RX ring has frames or the timeout passes.
