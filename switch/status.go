@@ -111,6 +111,8 @@ type Stats struct {
 	// to or from internal ports.
 	FloodCopies uint64 `json:"flood_copies"`
 	TAPCopies   uint64 `json:"tap_copies"`
+	// UMEMLostFrames counts frames closed sockets never gave back.
+	UMEMLostFrames uint64 `json:"umem_lost_frames"`
 }
 
 // PortStats are the counters of one port.
@@ -123,6 +125,8 @@ type PortStats struct {
 	TxPackets uint64            `json:"tx_packets"`
 	TxBytes   uint64            `json:"tx_bytes"`
 	Drops     map[string]uint64 `json:"drops"`
+	// Kernel are the kernel's counters of the port (kernelstats.go).
+	Kernel *KernelPortStats `json:"kernel,omitempty"`
 }
 
 // TunnelStats are the counters of one tunnel (frames sent to and received

@@ -449,5 +449,6 @@ func (s *Switch) Stats() Stats {
 	for _, k := range keys {
 		st.Options = append(st.Options, OptionStat{Class: fmt.Sprintf("0x%04x", k>>8&0xffff), Type: fmt.Sprintf("0x%02x", k&0xff), Count: opts[k]})
 	}
+	s.addKernelStats(&st)
 	return st
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"xswitch/xsk"
 )
 
 // tapDev is a bridge's internal port: a TAP device (IFF_TAP|IFF_NO_PI), so
@@ -20,6 +22,7 @@ type tapDev struct {
 	ifindex int
 	mac     net.HardwareAddr
 	mtu     int
+	nl      *netlink.Handle // in the device's namespace, for stats
 }
 
 // openTAP creates the TAP device name (non-blocking fd), sets its MAC, MTU
@@ -30,6 +33,10 @@ func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev
 		return nil, fmt.Errorf("internal port %s: open /dev/net/tun: %w", name, err)
 	}
 	t := &tapDev{name: name, fd: fd}
+	if t.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		t.close()
+		return nil, fmt.Errorf("internal port %s: netlink: %w", name, err)
+	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		t.close()
@@ -83,8 +90,22 @@ func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev
 	return t, nil
 }
 
+// stats reads the device's kernel counters: TxDropped counts frames the
+// host sent that the kernel could not queue to xswitch.
+func (t *tapDev) stats() (xsk.DeviceStats, error) {
+	st, err := xsk.ReadDeviceStats(t.nl, t.ifindex)
+	if err != nil {
+		return st, fmt.Errorf("internal port %s: %w", t.name, err)
+	}
+	return st, nil
+}
+
 // close removes the device.
 func (t *tapDev) close() error {
+	if t.nl != nil {
+		t.nl.Close()
+		t.nl = nil
+	}
 	if t.fd < 0 {
 		return nil
 	}

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // PortConfig describes one device the switch takes over.
@@ -44,6 +46,7 @@ type Port struct {
 	name    string
 	ifindex int
 	steer   *Steering
+	nl      *netlink.Handle // in the device's namespace, for DeviceStats
 	sockets []*Socket
 	mode    Mode
 	log     *zap.Logger
@@ -97,6 +100,9 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 			p.Close()
 		}
 	}()
+	if p.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return nil, fmt.Errorf("port %s: netlink: %w", c.Interface, err)
+	}
 	p.steer, err = AttachSteering(SteerConfig{Ifindex: ifc.Index, Role: c.Role, LocalIPs: c.LocalIPs, Mode: c.XDPMode, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
@@ -165,6 +171,9 @@ func (p *Port) Close() error {
 		if err := s.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("port %s queue %d: %w", p.name, s.Queue(), err))
 		}
+	}
+	if p.nl != nil {
+		p.nl.Close()
 	}
 	p.u.mu.Lock()
 	for i, o := range p.u.ports {

@@ -50,12 +50,16 @@ type socketConfig struct {
 // counters.
 type Stats struct {
 	// Kernel (XDP_STATISTICS).
-	RxDropped       uint64 // dropped for reasons other than invalid descriptors
+	RxDropped       uint64 // dropped: no fill ring entry, frame too big (and, before Linux 5.9, RX ring full)
 	RxInvalidDescs  uint64
 	TxInvalidDescs  uint64
 	RxRingFull      uint64 // dropped because the RX ring was full
 	RxFillRingEmpty uint64 // times the fill ring was empty when a frame arrived
 	TxRingEmpty     uint64 // times the kernel found the TX ring empty
+	// RingStats says whether the kernel reported the last three (Linux
+	// 5.9+ returns the longer struct xdp_statistics; older kernels the
+	// first three fields only, with RX-ring-full drops inside RxDropped).
+	RingStats bool
 	// Ours.
 	RxPackets  uint64 // descriptors taken from the RX ring
 	TxPackets  uint64 // descriptors put on the TX ring
@@ -528,9 +532,25 @@ func (s *Socket) Stats() (Stats, error) {
 		uintptr(unsafe.Pointer(&ks)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
 		return st, fmt.Errorf("XDP_STATISTICS: %w", e)
 	}
+	return st, st.setKernel(&ks, uintptr(l))
+}
+
+// xdpStatisticsV1 is the size of the kernel's struct xdp_statistics before
+// Linux 5.9 (rx_dropped, rx_invalid_descs, tx_invalid_descs).
+const xdpStatisticsV1 = 3 * 8
+
+// setKernel takes the kernel's XDP_STATISTICS, of which it wrote n bytes:
+// the fields past the old struct's end only when it wrote them.
+func (st *Stats) setKernel(ks *unix.XDPStatistics, n uintptr) error {
+	if n < xdpStatisticsV1 {
+		return fmt.Errorf("XDP_STATISTICS: the kernel returned %d bytes, want at least %d", n, xdpStatisticsV1)
+	}
 	st.RxDropped, st.RxInvalidDescs, st.TxInvalidDescs = ks.Rx_dropped, ks.Rx_invalid_descs, ks.Tx_invalid_descs
-	st.RxRingFull, st.RxFillRingEmpty, st.TxRingEmpty = ks.Rx_ring_full, ks.Rx_fill_ring_empty_descs, ks.Tx_ring_empty_descs
-	return st, nil
+	if n >= unsafe.Sizeof(*ks) {
+		st.RingStats = true
+		st.RxRingFull, st.RxFillRingEmpty, st.TxRingEmpty = ks.Rx_ring_full, ks.Rx_fill_ring_empty_descs, ks.Tx_ring_empty_descs
+	}
+	return nil
 }
 
 // Close closes the socket and gives every frame it held back to the UMEM.

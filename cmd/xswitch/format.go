@@ -152,7 +152,8 @@ func formatStats(w io.Writer, s *vswitch.Stats) {
 		fmt.Fprintf(tw, "tunnel:%s\t%s\tvni %d\t%d\t%d\t%d\t%d\t%s\n", t.Remote, t.Bridge, t.VNI, t.RxPackets, t.RxBytes, t.TxPackets, t.TxBytes, drops(t.Drops))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "flood copies %d, internal port copies %d\n", s.FloodCopies, s.TAPCopies)
+	formatKernelStats(w, s)
+	fmt.Fprintf(w, "flood copies %d, internal port copies %d, umem lost frames %d\n", s.FloodCopies, s.TAPCopies, s.UMEMLostFrames)
 	if len(s.Options) > 0 || s.OptionsOverflow > 0 {
 		fmt.Fprintf(w, "received Geneve options:")
 		for _, o := range s.Options {
@@ -162,5 +163,49 @@ func formatStats(w io.Writer, s *vswitch.Stats) {
 			fmt.Fprintf(w, " (other kinds, not tracked: %d)", s.OptionsOverflow)
 		}
 		fmt.Fprintln(w)
+	}
+}
+
+// formatKernelStats prints the kernel's side of every port: frames lost
+// before the switch saw them (device drops, AF_XDP RX drops, the steering
+// program's redirects without a socket) or after it sent them.
+func formatKernelStats(w io.Writer, s *vswitch.Stats) {
+	have := false
+	for _, p := range s.Ports {
+		have = have || p.Kernel != nil
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "kernel counters:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PORT\tDEV RX DROP\tDEV TX DROP\tXSK RX DROP\tRX RING FULL\tFILL RING EMPTY\tRX INVALID\tTX INVALID\tTX RING EMPTY\tREDIRECTED\tNO SOCKET")
+	for _, p := range s.Ports {
+		k := p.Kernel
+		if k == nil {
+			continue
+		}
+		cols := []string{p.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"}
+		if d := k.Device; d != nil {
+			cols[1], cols[2] = fmt.Sprint(d.RxDropped), fmt.Sprint(d.TxDropped)
+		}
+		if x := k.XSK; x != nil {
+			cols[3], cols[6], cols[7] = fmt.Sprint(x.RxDropped), fmt.Sprint(x.RxInvalidDescs), fmt.Sprint(x.TxInvalidDescs)
+			if x.RingStats {
+				cols[4], cols[5], cols[8] = fmt.Sprint(x.RxRingFull), fmt.Sprint(x.RxFillRingEmpty), fmt.Sprint(x.TxRingEmpty)
+			} else {
+				cols[4], cols[5], cols[8] = "n/a", "n/a", "n/a"
+			}
+		}
+		if st := k.Steer; st != nil {
+			cols[9], cols[10] = fmt.Sprint(st.Redirected), fmt.Sprint(st.NoSocket)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	tw.Flush()
+	for _, p := range s.Ports {
+		if p.Kernel != nil && len(p.Kernel.Errors) > 0 {
+			fmt.Fprintf(w, "%s: kernel counters not read: %s\n", p.Name, strings.Join(p.Kernel.Errors, "; "))
+		}
 	}
 }
