@@ -21,9 +21,11 @@ import (
 // route or neighbour change (netlink subscriptions), and once a second while
 // some are unresolved. A missing neighbour is resolved by the kernel on
 // demand: the resolver adds a *managed* neighbour entry (NTF_EXT_MANAGED,
-// Linux 5.16+), which the kernel resolves and keeps reachable by itself, and
-// deletes the entries it added at Close. While a tunnel is unresolved its
-// encapsulator is nil and the packet path counts no_neighbour drops.
+// Linux 5.16+), which the kernel resolves and keeps reachable by itself,
+// marked as xswitch's (NDA_PROTOCOL neighProtocol). It deletes the marked
+// entries of the underlay at start (left by an instance that was killed)
+// and at close. While a tunnel is unresolved its encapsulator is nil and
+// the packet path counts no_neighbour drops.
 type resolver struct {
 	log      *zap.Logger
 	ifindex  int
@@ -32,8 +34,9 @@ type resolver struct {
 	locals   []netip.Addr
 	tunnels  []*tunnel
 	h        *netlink.Handle // bound to the switch's network namespace
+	nn       *neighNL        // likewise, for the marked neighbour entries
 	mu       sync.Mutex
-	added    map[netip.Addr]bool // managed neighbour entries we created
+	added    map[netip.Addr]bool // managed neighbour entries we created (for the log)
 	done     chan struct{}
 	wg       sync.WaitGroup
 	resolved []bool
@@ -55,6 +58,12 @@ func (r *resolver) start() error {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
 	r.h = h
+	if r.nn, err = openNeighNL(); err != nil {
+		return err
+	}
+	if n := r.removeOwned(); n > 0 {
+		r.log.Info("removed managed neighbour entries an earlier xswitch left", zap.Int("entries", n), zap.String("dev", r.ifname))
+	}
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
 	errCb := func(err error) {
@@ -257,15 +266,7 @@ func (r *resolver) neighbour(hop netip.Addr) (net.HardwareAddr, bool, error) {
 
 // addManaged asks the kernel to resolve hop and keep it resolved.
 func (r *resolver) addManaged(hop netip.Addr) error {
-	fam := netlink.FAMILY_V4
-	if hop.Is6() {
-		fam = netlink.FAMILY_V6
-	}
-	n := &netlink.Neigh{
-		LinkIndex: r.ifindex, Family: fam, IP: hop.AsSlice(),
-		State: netlink.NUD_NONE, FlagsExt: netlink.NTF_EXT_MANAGED,
-	}
-	if err := r.h.NeighSet(n); err != nil {
+	if err := r.nn.addManaged(r.ifindex, hop); err != nil {
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("add managed neighbour %v on %s (needs Linux 5.16+): %w", hop, r.ifname, err)
 		}
@@ -279,7 +280,8 @@ func (r *resolver) addManaged(hop netip.Addr) error {
 }
 
 // close stops the subscriptions and deletes the managed neighbour entries
-// this resolver added (entries someone else created are left alone).
+// marked as xswitch's on the underlay (entries someone else created are
+// left alone).
 func (r *resolver) close() {
 	select {
 	case <-r.done:
@@ -292,19 +294,31 @@ func (r *resolver) close() {
 		return
 	}
 	defer r.h.Close()
+	if r.nn == nil {
+		return
+	}
+	defer r.nn.close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for hop := range r.added {
-		fam := netlink.FAMILY_V4
-		if hop.Is6() {
-			fam = netlink.FAMILY_V6
-		}
-		ns, _ := r.h.NeighList(r.ifindex, fam)
-		for _, n := range ns {
-			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == hop && n.FlagsExt&netlink.NTF_EXT_MANAGED != 0 {
-				_ = r.h.NeighDel(&n)
-			}
-		}
-	}
+	r.removeOwned()
 	r.added = map[netip.Addr]bool{}
+}
+
+// removeOwned deletes the marked managed entries on the underlay and
+// returns how many; failures are logged (a stop must go on).
+func (r *resolver) removeOwned() int {
+	hops, err := r.nn.owned(r.ifindex)
+	if err != nil {
+		r.log.Warn("cannot list xswitch's managed neighbour entries", zap.String("dev", r.ifname), zap.Error(err))
+		return 0
+	}
+	n := 0
+	for _, hop := range hops {
+		if err := r.nn.del(r.ifindex, hop); err != nil && !errors.Is(err, unix.ENOENT) {
+			r.log.Warn("cannot delete managed neighbour entry", zap.Stringer("hop", hop), zap.String("dev", r.ifname), zap.Error(err))
+			continue
+		}
+		n++
+	}
+	return n
 }
