@@ -4,12 +4,15 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap/zaptest"
 
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 )
 
 // TestResolver: in a namespace, the next hop of a tunnel is resolved by the
@@ -34,6 +37,7 @@ func TestResolver(t *testing.T) {
 	direct := mk(0, "198.18.0.2")
 	routed := mk(1, "198.18.5.9")  // no route yet
 	nobody := mk(2, "198.18.0.77") // on the link, never answers
+	gaveUp := neighFailed(t, h1, nobody.remote)
 	var r *resolver
 	err := testnet.Do(h1, func() error {
 		l, err := net.InterfaceByName("eth0")
@@ -60,7 +64,15 @@ func TestResolver(t *testing.T) {
 	if nh := routed.nh.Load(); nh.Gateway != "198.18.0.3" || nh.MAC != peerMAC {
 		t.Errorf("routed next hop %+v", nh)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The silent remote: once the kernel has given up resolving it, and the
+	// resolver has looked at every tunnel since (it did not stall), it is
+	// still unresolved.
+	select {
+	case <-gaveUp:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the kernel's neighbour entry for %v never went FAILED in 20s", nobody.remote)
+	}
+	waitPasses(t, nobody, 2)
 	if nobody.enc.Load() != nil || nobody.nh.Load().State != "unresolved" {
 		t.Errorf("silent remote: %+v", nobody.nh.Load())
 	}
@@ -79,11 +91,42 @@ func TestResolver(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		if ok() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	wait.For(t, 10*time.Second, what, ok)
+}
+
+// waitPasses waits until the resolver has stored tn's next hop n times more
+// (it stores a fresh status on every pass): with n = 2, one whole pass
+// started after the call.
+func waitPasses(t *testing.T, tn *tunnel, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		prev := tn.nh.Load()
+		waitFor(t, "a resolver pass", func() bool { return tn.nh.Load() != prev })
 	}
-	t.Fatalf("timeout: %s", what)
+}
+
+// neighFailed subscribes to the neighbour changes of ns and returns a
+// channel closed when the kernel reports addr's entry FAILED (it sent its
+// probes and got no answer). The subscription ends with t.
+func neighFailed(t *testing.T, ns string, addr netip.Addr) <-chan struct{} {
+	t.Helper()
+	updates := make(chan netlink.NeighUpdate, 64)
+	done := make(chan struct{})
+	err := testnet.Do(ns, func() error { return netlink.NeighSubscribe(updates, done) })
+	if err != nil {
+		t.Fatalf("subscribe to neighbour changes in %s: %v", ns, err)
+	}
+	t.Cleanup(func() { close(done) })
+	failed := make(chan struct{})
+	var once sync.Once
+	go func() {
+		// Read until the subscription closes the channel: the library
+		// blocks on a full one.
+		for u := range updates {
+			if a, ok := netip.AddrFromSlice(u.IP); ok && a.Unmap() == addr && u.State&netlink.NUD_FAILED != 0 {
+				once.Do(func() { close(failed) })
+			}
+		}
+	}()
+	return failed
 }

@@ -34,5 +34,3 @@ func numCPU() int {
 func goVersion() string { return runtime.Version() }
 
 func envBinDir() string { return os.Getenv("BENCH_BIN_DIR") }
-
-var osMkdirTemp = os.MkdirTemp

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"xswitch/bench/internal/report"
+	"xswitch/internal/e2e"
 )
 
 var (
@@ -22,8 +23,9 @@ var (
 )
 
 // Binaries builds the bench commands (l2fwd, swprof) once per process into a
-// temporary directory and returns it. BENCH_BIN_DIR, when set by run.sh,
-// points at binaries built already.
+// temporary directory (e2e.ProcessDir: removed when the tests end, see
+// main_test.go) and returns it. BENCH_BIN_DIR, when set by run.sh, points at
+// binaries built already.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -31,7 +33,7 @@ func Binaries(t testing.TB) string {
 			buildDir = d
 			return
 		}
-		dir, err := osMkdirTemp("", "xswitch-bench-bin-")
+		dir, err := e2e.ProcessDir("xswitch-bench-bin-")
 		if err != nil {
 			buildErr = err
 			return

@@ -1,6 +1,6 @@
 package main_test
 
-// Interoperability of xswitch with Open vSwitch 3.1 and Wireshark (issue 5):
+// Interoperability of xswitch with Open vSwitch 3.1 and Wireshark (docs/interop.md):
 // host h1 runs Open vSwitch (userspace datapath, AF_XDP port on its underlay
 // veth, bridge br1 with an internal address and a Geneve port to h2), host h2
 // runs xswitch, and the e2e wire namespace's Linux bridge joins the two. What
@@ -28,6 +28,7 @@ import (
 	"xswitch/internal/e2e"
 	"xswitch/internal/ovspeer"
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 	vswitch "xswitch/switch"
 )
 
@@ -39,7 +40,7 @@ var (
 	// 2001:2::/64.
 	interopOVSIn6 = netip.MustParsePrefix("2001:2:0:1::1/64")
 	interopXsIn6  = netip.MustParsePrefix("2001:2:0:1::2/64")
-	// The option of the issue: class 0x0102, type 0x80 (critical), 4 bytes.
+	// The option the tests exchange: class 0x0102, type 0x80 (critical), 4 bytes.
 	interopOpt = geneve.Option{Class: 0x0102, Type: 0x80, Data: []byte{0x0a, 0x0b, 0x0c, 0x0d}}
 )
 
@@ -218,6 +219,9 @@ func (e *interop) warmUp() {
 	}
 }
 
+// udpFlowPayload starts the payload of every datagram udpFlows sends.
+const udpFlowPayload = "xswitch interop "
+
 // udpFlows sends count datagrams from each of the source ports ports, from
 // h2's br1 address to h1's br1 address port 9 (nobody listens: h1 answers
 // with ICMP port unreachable, which is fine). dst is IPv4 or IPv6.
@@ -237,7 +241,7 @@ func udpFlows(t *testing.T, ns string, dst netip.Addr, ports []int, count int) {
 			}
 			to := &net.UDPAddr{IP: dst.AsSlice(), Port: 9}
 			for i := 0; i < count; i++ {
-				if _, err := c.WriteToUDP([]byte("xswitch interop "+strconv.Itoa(p)), to); err != nil {
+				if _, err := c.WriteToUDP([]byte(udpFlowPayload+strconv.Itoa(p)), to); err != nil {
 					c.Close()
 					return fmt.Errorf("udp flow from port %d: %w", p, err)
 				}
@@ -249,6 +253,29 @@ func udpFlows(t *testing.T, ns string, dst netip.Addr, ports []int, count int) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFlows waits until the wire capture c holds the n datagrams udpFlows
+// sent, encapsulated by xswitch: they went into h2's br1 and may still be
+// on their way when udpFlows returns. (h1's ICMP port unreachable quotes
+// the payload too, but comes from h1's MAC.)
+func (e *interop) waitFlows(c *capture.Capture, n int) {
+	e.t.Helper()
+	from := mustMAC(e.t, e.h2UnderMAC)
+	fromXswitch := func(f []byte) bool {
+		return len(f) > 12 && bytes.Equal(f[6:12], from) && bytes.Contains(f, []byte(udpFlowPayload))
+	}
+	if got, err := c.WaitFrames(n, 10*time.Second, fromXswitch); err != nil {
+		e.t.Fatalf("inner UDP flows on the wire: %d of %d datagrams encapsulated by xswitch: %v", got, n, err)
+	}
+}
+
+// innerFromPort matches an Ethernet/IPv4/UDP frame from source port sport.
+func innerFromPort(sport uint16) func([]byte) bool {
+	return func(f []byte) bool {
+		return len(f) >= 36 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && f[14] == 0x45 && f[23] == 17 &&
+			binary.BigEndian.Uint16(f[34:]) == sport
 	}
 }
 
@@ -356,6 +383,7 @@ func TestInteropOVS(t *testing.T) {
 					// Inner flows that differ only in their ports.
 					ports := []int{40001, 40002, 40003, 40004, 40005, 40006, 40007, 40008}
 					udpFlows(t, e.h2.NS, interopOVSIn.Addr(), ports, 3)
+					e.waitFlows(c, len(ports)*3)
 					xs, ovs := e.decodeWire(c)
 					e.checkHeaders(t, xs, nil)
 					for _, f := range ovs {
@@ -393,6 +421,7 @@ func (e *interop) innerIPv6(t *testing.T) {
 	interopPing(t, e.h2.NS, interopOVSIn6.Addr(), 3, "-6")
 	ports := []int{40011, 40012, 40013, 40014, 40015, 40016, 40017, 40018}
 	udpFlows(t, e.h2.NS, interopOVSIn6.Addr(), ports, 3)
+	e.waitFlows(c, len(ports)*3)
 	xs, ovs := e.decodeWire(c)
 	e.checkHeaders(t, xs, nil)
 	for _, f := range ovs {
@@ -618,8 +647,28 @@ func TestInteropOptions(t *testing.T) {
 				if err := sendRaw(e.h1.NS, e.h1.Underlay, frames); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(300 * time.Millisecond)
-				// The frames really were on the wire as built (tshark's view).
+				// Every frame crosses the wire as built...
+				asBuilt := func(f []byte) bool { return bytes.Equal(f, frames[0]) }
+				if _, err := wire.WaitFrames(n, 10*time.Second, asBuilt); err != nil {
+					t.Fatalf("crafted frames on the wire: %v", err)
+				}
+				// ...and xswitch handles each: it counts the option or the
+				// drop, and delivers the frame to br1 or not.
+				var stats1 vswitch.Stats
+				handled := wait.Until(10*time.Second, func() bool {
+					stats1 = xsStats(t, e.xs)
+					return (c.drop == "" || dropCount(stats1, c.drop)-dropCount(stats0, c.drop) >= n) &&
+						(c.optClass == 0 || optionCount(stats1, c.optClass, c.optType)-opt0 >= n)
+				})
+				if !handled {
+					t.Errorf("xswitch did not count the %d crafted frames in 10s\nstats: %s", n, statsText(stats1))
+				}
+				if c.forwarded {
+					if _, err := br1.WaitFrames(n, 10*time.Second, innerFromPort(marker)); err != nil {
+						t.Errorf("crafted frames delivered to xswitch's br1: %v", err)
+					}
+				}
+				// tshark's view of what was on the wire.
 				_, fromH1 := e.decodeWire(wire)
 				seen := 0
 				for _, f := range fromH1 {
@@ -631,7 +680,6 @@ func TestInteropOptions(t *testing.T) {
 					t.Fatalf("%d of the %d crafted frames seen on the wire as built", seen, n)
 				}
 				delivered := countInner(t, br1, marker)
-				stats1 := xsStats(t, e.xs)
 				if c.forwarded && delivered != n {
 					t.Errorf("%d of %d frames reached xswitch's br1, want all (a non-critical unknown option is ignored)", delivered, n)
 				}
@@ -639,13 +687,13 @@ func TestInteropOptions(t *testing.T) {
 					t.Errorf("%d of %d frames reached xswitch's br1, want none", delivered, n)
 				}
 				if c.drop != "" {
-					if d := dropCount(stats1, c.drop) - dropCount(stats0, c.drop); d < n {
-						t.Errorf("xswitch drop counter %q grew by %d, want >= %d\nstats: %s", c.drop, d, n, statsText(stats1))
+					if d := dropCount(stats1, c.drop) - dropCount(stats0, c.drop); d != n {
+						t.Errorf("xswitch drop counter %q grew by %d, want %d\nstats: %s", c.drop, d, n, statsText(stats1))
 					}
 				}
 				if c.optClass != 0 {
-					if d := xsOptionCount(t, e.xs, c.optClass, c.optType) - opt0; d < n {
-						t.Errorf("xswitch counted %d options class %#04x type %#02x, want >= %d", d, c.optClass, c.optType, n)
+					if d := optionCount(stats1, c.optClass, c.optType) - opt0; d != n {
+						t.Errorf("xswitch counted %d options class %#04x type %#02x, want %d", d, c.optClass, c.optType, n)
 					}
 				}
 			})

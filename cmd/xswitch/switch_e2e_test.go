@@ -18,6 +18,7 @@ import (
 	"xswitch/internal/capture"
 	"xswitch/internal/e2e"
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 	vswitch "xswitch/switch"
 	"xswitch/xsk"
 )
@@ -414,8 +415,13 @@ func TestUnknownRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	after := portStats(stats(t, x1), h1.Underlay).Drops["unknown_remote"]
+	// Every datagram has been handled once the counter reaches n; then it
+	// must be exactly n, and none can still be on its way to br1.
+	var after uint64
+	wait.Until(10*time.Second, func() bool {
+		after = portStats(stats(t, x1), h1.Underlay).Drops["unknown_remote"]
+		return after-before >= n
+	})
 	if after-before != n {
 		t.Errorf("unknown_remote drops grew by %d, want %d", after-before, n)
 	}
@@ -508,24 +514,130 @@ func twoVMs(t *testing.T, prefix string, queues int) (sw, vm1 string) {
 	return sw, vm1
 }
 
-// TestBusyPoll: with busy_poll the pollers spin (never poll()), frames
-// still flow between local ports, `ctl show` says so, and the log warns
-// that the pollers' CPUs must be kept free of the ports' NAPI work.
+// TestBusyPoll: with busy_poll the pollers spin: idle, they keep using CPU
+// time (they never sleep in poll()); without it they sleep: idle, they go
+// to sleep again and again (voluntary context switches, one per poll()
+// timeout) and use almost no CPU. Either way frames flow between local
+// ports and `ctl show` says which; with busy_poll the log warns that the
+// pollers' CPUs must be kept free of the ports' NAPI work.
 func TestBusyPoll(t *testing.T) {
 	testnet.RequireRoot(t)
 	sw, vm1 := twoVMs(t, "bp", 0)
-	x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+"busy_poll: true\n")
-	ping(t, vm1, "198.19.0.12", 5)
-	if p := portStats(stats(t, x), "vm2"); p.TxPackets < 5 || p.RxPackets < 5 {
-		t.Errorf("vm2 counters %+v", p)
+	for _, busy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("busy_poll=%v", busy), func(t *testing.T) {
+			x := e2e.StartXswitch(t, sw, xsConfig("", bridgeSpec{name: "br1", ports: []string{"vm1", "vm2"}})+fmt.Sprintf("busy_poll: %v\n", busy))
+			ping(t, vm1, "198.19.0.12", 5)
+			if p := portStats(stats(t, x), "vm2"); p.TxPackets < 5 || p.RxPackets < 5 {
+				t.Errorf("vm2 counters %+v", p)
+			}
+			show, _ := x.Ctl("show")
+			if !strings.Contains(show, fmt.Sprintf("busy_poll %v", busy)) {
+				t.Errorf("ctl show does not report busy_poll %v:\n%s", busy, show)
+			}
+			if warned := strings.Contains(x.Log(), "busy_poll: pollers spin"); warned != busy {
+				t.Errorf("busy_poll warning in the log: %v, want %v:\n%s", warned, busy, x.Log())
+			}
+			// The pollers are the daemon's SCHED_BATCH threads (the default
+			// poller_policy; TestPollerPolicy checks that no other is).
+			pollers := threadsOfPolicy(t, x.Pid(), unix.SCHED_BATCH)
+			if len(pollers) != 2 {
+				t.Fatalf("%d poller threads, want 2 (two one-queue ports)", len(pollers))
+			}
+			if busy {
+				checkSpinning(t, x.Pid(), pollers)
+			} else {
+				checkSleeping(t, x.Pid(), pollers)
+			}
+			if err := x.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
-	show, _ := x.Ctl("show")
-	if !strings.Contains(show, "busy_poll true") {
-		t.Errorf("ctl show does not report busy_poll:\n%s", show)
+}
+
+// spinCPU is the CPU time idle pollers must burn to count as spinning: a
+// poller that sleeps in poll() uses microseconds per wake-up, tens of them
+// per second.
+const spinCPU = 500 * time.Millisecond
+
+// checkSpinning: while nothing arrives, the pollers together use spinCPU of
+// CPU time within a bounded wait (shared CPUs may give them less than one
+// CPU second per second, but a sleeping poller would need hours).
+func checkSpinning(t *testing.T, pid int, pollers []string) {
+	t.Helper()
+	u0, t0 := usage(t, pid, pollers), time.Now()
+	var u threadUsage
+	ok := wait.Until(20*time.Second, func() bool {
+		u = usage(t, pid, pollers)
+		return u.cpu-u0.cpu >= spinCPU
+	})
+	el := time.Since(t0)
+	t.Logf("busy_poll: idle pollers used %v of CPU in %v (%.2f CPU s/s), %d voluntary context switches",
+		u.cpu-u0.cpu, el.Round(time.Millisecond), (u.cpu-u0.cpu).Seconds()/el.Seconds(), u.voluntary-u0.voluntary)
+	if !ok {
+		t.Errorf("busy_poll: idle pollers used only %v of CPU in %v, want >= %v: they do not spin", u.cpu-u0.cpu, el, spinCPU)
 	}
-	if !strings.Contains(x.Log(), "busy_poll: pollers spin") {
-		t.Errorf("no busy_poll warning in the log:\n%s", x.Log())
+}
+
+// checkSleeping: once every poller has gone to sleep 50 times (about a
+// second of 20 ms poll() timeouts) the pollers together used less than a
+// tenth of the time that passed.
+func checkSleeping(t *testing.T, pid int, pollers []string) {
+	t.Helper()
+	before := map[string]threadUsage{}
+	for _, tid := range pollers {
+		before[tid] = usage(t, pid, []string{tid})
 	}
+	u0, t0 := usage(t, pid, pollers), time.Now()
+	wait.For(t, 20*time.Second, "every idle poller to sleep 50 times", func() bool {
+		for _, tid := range pollers {
+			if usage(t, pid, []string{tid}).voluntary-before[tid].voluntary < 50 {
+				return false
+			}
+		}
+		return true
+	})
+	u, el := usage(t, pid, pollers), time.Since(t0)
+	t.Logf("no busy_poll: idle pollers used %v of CPU in %v, %d voluntary context switches",
+		u.cpu-u0.cpu, el.Round(time.Millisecond), u.voluntary-u0.voluntary)
+	if u.cpu-u0.cpu > el/10 {
+		t.Errorf("without busy_poll idle pollers used %v of CPU in %v: they do not sleep", u.cpu-u0.cpu, el)
+	}
+}
+
+// threadUsage is the CPU time and voluntary context switches of threads.
+type threadUsage struct {
+	cpu       time.Duration
+	voluntary uint64
+}
+
+// usage sums the usage of threads tids of pid.
+func usage(t *testing.T, pid int, tids []string) threadUsage {
+	t.Helper()
+	var u threadUsage
+	for _, tid := range tids {
+		f := taskStat(t, pid, tid)
+		// utime and stime (fields 14 and 15) in clock ticks, 100 per second
+		// on Linux (USER_HZ).
+		for _, s := range f[14-3 : 15-3+1] {
+			ticks, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("thread %s: bad CPU time %q", tid, s)
+			}
+			u.cpu += time.Duration(ticks) * 10 * time.Millisecond
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, tid))
+		if err != nil {
+			t.Fatalf("poller thread %s: %v", tid, err)
+		}
+		_, rest, ok := strings.Cut(string(b), "\nvoluntary_ctxt_switches:")
+		v, err := strconv.ParseUint(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("thread %s: no voluntary_ctxt_switches in its status", tid)
+		}
+		u.voluntary += v
+	}
+	return u
 }
 
 // TestPollerPolicy: by default (and with poller_policy: batch) every
@@ -564,28 +676,55 @@ func TestPollerPolicy(t *testing.T) {
 	}
 }
 
-// threadsWithPolicy counts the threads of pid whose scheduling policy
-// (field 41 of /proc/pid/task/tid/stat) is policy.
+// threadsWithPolicy counts the threads of pid whose scheduling policy is
+// policy.
 func threadsWithPolicy(t *testing.T, pid, policy int) int {
+	t.Helper()
+	return len(threadsOfPolicy(t, pid, policy))
+}
+
+// threadsOfPolicy returns the ids of the threads of pid whose scheduling
+// policy (field 41 of /proc/pid/task/tid/stat) is policy.
+func threadsOfPolicy(t *testing.T, pid, policy int) []string {
 	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var tids []string
 	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
+		f, ok := taskStatFields(t, pid, task.Name())
+		if !ok {
 			continue // the thread ended
 		}
-		// The command name (field 2) is in parentheses and may hold spaces.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) < 39 {
-			t.Fatalf("short stat line for thread %s: %q", task.Name(), b)
-		}
-		if p, err := strconv.Atoi(f[38]); err == nil && p == policy { // field 41 = f[41-3]
-			n++
+		if p, err := strconv.Atoi(f[41-3]); err == nil && p == policy {
+			tids = append(tids, task.Name())
 		}
 	}
-	return n
+	return tids
+}
+
+// taskStat returns the fields of /proc/pid/task/tid/stat from field 3 on
+// (f[i-3] is field i), failing t if the thread is gone.
+func taskStat(t *testing.T, pid int, tid string) []string {
+	t.Helper()
+	f, ok := taskStatFields(t, pid, tid)
+	if !ok {
+		t.Fatalf("thread %s of %d is gone", tid, pid)
+	}
+	return f
+}
+
+func taskStatFields(t *testing.T, pid int, tid string) ([]string, bool) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, tid))
+	if err != nil {
+		return nil, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 41-3+1 {
+		t.Fatalf("short stat line for thread %s: %q", tid, b)
+	}
+	return f, true
 }

@@ -71,8 +71,7 @@ var (
 	buildErr  error
 )
 
-// binDirPrefix names the per-process directory holding the built binary; the
-// pid that follows lets later runs remove directories of dead processes.
+// binDirPrefix names the per-process directory holding the built binary.
 const binDirPrefix = "xswitch-e2e-"
 
 // Binary builds ./cmd/xswitch once per test binary and returns its path.
@@ -86,7 +85,6 @@ func Binary(t testing.TB) string {
 }
 
 func build() (string, error) {
-	sweepBinDirs()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -99,7 +97,7 @@ func build() (string, error) {
 	if mod == "" || mod == os.DevNull {
 		return "", fmt.Errorf("not inside the xswitch module (go env GOMOD is empty)")
 	}
-	dir, err := os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	dir, err := ProcessDir(binDirPrefix)
 	if err != nil {
 		return "", err
 	}
@@ -107,18 +105,57 @@ func build() (string, error) {
 	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/xswitch")
 	cmd.Dir = filepath.Dir(mod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
 		return "", fmt.Errorf("go build ./cmd/xswitch: %w\n%s", err, out)
 	}
 	return bin, nil
 }
 
-// sweepBinDirs removes binary directories left by test processes that have
-// exited (one per process: a process cannot remove its own at exit).
-func sweepBinDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+var (
+	dirsMu sync.Mutex
+	dirs   []string // made by ProcessDir, removed by RemoveProcessDirs
+)
+
+// ProcessDir creates a directory in the system's temporary directory for
+// files that live as long as the test process, such as built binaries. Its
+// name is prefix, the process id and a random part. Main removes it when
+// the tests end; should the process die first (a timeout, kill -9), a
+// later ProcessDir with the same prefix removes it, its pid being gone.
+func ProcessDir(prefix string) (string, error) {
+	sweepProcessDirs(prefix)
+	dir, err := os.MkdirTemp("", prefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return "", fmt.Errorf("temporary directory for the test process: %w", err)
+	}
+	dirsMu.Lock()
+	dirs = append(dirs, dir)
+	dirsMu.Unlock()
+	return dir, nil
+}
+
+// RemoveProcessDirs removes the directories ProcessDir made.
+func RemoveProcessDirs() {
+	dirsMu.Lock()
+	defer dirsMu.Unlock()
 	for _, d := range dirs {
-		rest := strings.TrimPrefix(filepath.Base(d), binDirPrefix)
+		os.RemoveAll(d)
+	}
+	dirs = nil
+}
+
+// Main is TestMain for packages whose tests use Binary or ProcessDir: it
+// runs the tests, then removes what they built.
+func Main(m *testing.M) {
+	code := m.Run()
+	RemoveProcessDirs()
+	os.Exit(code)
+}
+
+// sweepProcessDirs removes the prefix directories of processes that have
+// exited without removing them.
+func sweepProcessDirs(prefix string) {
+	found, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	for _, d := range found {
+		rest := strings.TrimPrefix(filepath.Base(d), prefix)
 		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
 		if err != nil || pid == os.Getpid() {
 			continue

@@ -95,7 +95,8 @@ func (r *Result) Finish(offered []float64) {
 	}
 }
 
-// Goal is one target of the benchmark issue, judged on a run's figures.
+// Goal is one of the project's speed targets (docs/benchmarks.md, "Goals"),
+// judged on a run's figures.
 type Goal struct {
 	What     string  `json:"what"`
 	Path     string  `json:"path"`
