@@ -511,3 +511,38 @@ func FuzzEncapChecksums(f *testing.F) {
 		checkEncapChecksums(t, e, encapsulate(e, inner))
 	})
 }
+
+// TestDecapIPv4HeaderChecksum: Decap refuses an outer IPv4 header exactly
+// when the reference says its checksum is wrong, for IHL 5 (the 20-byte fast
+// path) to 15 (options: the general sum), with random header bytes.
+func TestDecapIPv4HeaderChecksum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 16))
+	base := encapsulate(mustEncap(t, testConfig(false)), innerFrame(rng, false, 40))
+	for i := 0; i < 20000; i++ {
+		ihl := 5 + rng.IntN(11)
+		if i%2 == 0 {
+			ihl = 5
+		}
+		opts := make([]byte, (ihl-5)*4)
+		for j := range opts {
+			opts[j] = byte(rng.Uint32())
+		}
+		f := append(append(append([]byte{}, base[:EthLen+IPv4Len]...), opts...), base[EthLen+IPv4Len:]...)
+		ip := f[EthLen : EthLen+ihl*4]
+		ip[0] = 0x40 | byte(ihl)
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(f)-EthLen))
+		ip[1], ip[4], ip[5], ip[8] = byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())
+		copy(ip[12:20], randomBytes(rng, 8))
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], ^rfc1071Sum(ip))
+		if i%3 == 0 { // one bit off, anywhere but the fields Decap checks before the checksum
+			k := 10 + rng.IntN(len(ip)-10)
+			ip[k] ^= 1 << rng.IntN(8)
+		}
+		var d Decoded
+		got := Decap(f, &d) == DropBadIPHeader
+		if want := rfc1071Sum(ip) != 0xffff; got != want {
+			t.Fatalf("IHL %d header %x: Decap bad_ip_header %v, reference bad %v", ihl, ip, got, want)
+		}
+	}
+}
