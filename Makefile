@@ -5,7 +5,7 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BIN      := bin/xswitch
 
-.PHONY: all build test vet fmtcheck fuzz bench demo deps clean
+.PHONY: all build test race vet fmtcheck fuzz bench demo deps clean
 
 all: build
 
@@ -24,8 +24,16 @@ fmtcheck:
 
 # Root tests (namespaces, AF_XDP, OVS, tshark) run here too; they skip with a
 # message only when not root. -p 1: the namespace tests share two cores.
+# Then the race pass (target race) runs the unit tests of every package again.
 test: deps vet fmtcheck build
 	$(GO) test -count=1 -p 1 -timeout 40m $(PKGS)
+	$(MAKE) --no-print-directory race
+
+# Unit tests of every package under the race detector. -short makes the
+# namespace/AF_XDP tests skip (testnet.RequireRoot says so; the pass above
+# runs them), so this takes a few minutes, mostly building with -race.
+race:
+	$(GO) test -race -short -count=1 -timeout 20m $(PKGS)
 
 # A short run of every fuzz target (go test -fuzz takes one target at a time).
 fuzz:

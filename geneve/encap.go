@@ -47,8 +47,8 @@ type Encapsulator struct {
 	v6        bool
 	udpCsum   bool
 	df        bool
-	ipSum     uint32 // IPv4: one's complement sum of the template header (lengths/ID/checksum zero)
-	udpSum    uint64 // pseudo header + constant UDP/Geneve words (lengths/port/checksum zero)
+	ipSum     uint16 // IPv4: folded one's complement sum of the template header (lengths/ID/checksum zero)
+	udpSum    uint16 // folded sum of the pseudo header + constant UDP/Geneve words (lengths/port/checksum zero)
 	v6Word0   uint32 // IPv6: version and traffic class; the flow label is or-ed in
 	portMin   uint16
 	portRange uint64 // number of ports in the range
@@ -122,7 +122,7 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 		s, d := src.As4(), dst.As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
-		e.ipSum = uint32(fold(sumBytes(0, ip[:IPv4Len])))
+		e.ipSum = fold(sumBytes(0, ip[:IPv4Len]))
 		e.udpOff = EthLen + IPv4Len
 		e.udpCsum = c.IPv4UDPChecksum
 	}
@@ -142,14 +142,13 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 	e.hlen = e.udpOff + UDPLen + GeneveLen + len(opts)
 
 	// UDP checksum: pseudo header (addresses, protocol) plus the constant part
-	// of UDP+Geneve; per packet the length (twice), source port and payload are added.
-	s := sumBytes(0, h[e.udpOff:e.hlen])
+	// of UDP+Geneve, folded (see checksum.go); per packet udpChecksum adds the
+	// length (twice), source port and payload.
+	addrs := ip[12:20]
 	if e.v6 {
-		s = sumBytes(s, ip[8:40])
-	} else {
-		s = sumBytes(s, ip[12:20])
+		addrs = ip[8:40]
 	}
-	e.udpSum = s + ipProtoUDP
+	e.udpSum = fold(addCarry(uint64(pseudoSum(addrs)), sumBytes(0, h[e.udpOff:e.hlen])))
 	return e, nil
 }
 
@@ -178,34 +177,26 @@ func (e *Encapsulator) EncapHash(frame []byte, innerOff, innerLen int, hash uint
 	b := frame[start : innerOff+innerLen]
 	copy(b, e.hdr[:e.hlen])
 	port := e.portMin + uint16((uint64(hash)*e.portRange)>>32)
-	udpLen := uint32(e.hlen - e.udpOff + innerLen)
+	udpLen := uint16(e.hlen - e.udpOff + innerLen)
 	u := b[e.udpOff : e.udpOff+UDPLen]
 	binary.BigEndian.PutUint16(u[0:], port)
-	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
+	binary.BigEndian.PutUint16(u[4:], udpLen)
 	ip := b[EthLen:]
 	if e.v6 {
 		binary.BigEndian.PutUint32(ip[0:], e.v6Word0|hash&0xfffff)
-		binary.BigEndian.PutUint16(ip[4:], uint16(udpLen))
+		binary.BigEndian.PutUint16(ip[4:], udpLen)
 	} else {
 		tot := udpLen + IPv4Len
-		binary.BigEndian.PutUint16(ip[2:], uint16(tot))
-		s := e.ipSum + tot
+		binary.BigEndian.PutUint16(ip[2:], tot)
+		var id uint16
 		if !e.df {
-			id := e.ipID.Add(1) & 0xffff
-			binary.BigEndian.PutUint16(ip[4:], uint16(id))
-			s += id
+			id = uint16(e.ipID.Add(1))
+			binary.BigEndian.PutUint16(ip[4:], id)
 		}
-		s = (s & 0xffff) + s>>16
-		s = (s & 0xffff) + s>>16
-		binary.BigEndian.PutUint16(ip[10:], ^uint16(s))
+		binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(e.ipSum, tot, id))
 	}
 	if e.udpCsum {
-		s := sumBytes(e.udpSum+2*uint64(udpLen)+uint64(port), b[e.hlen:])
-		c := ^fold(s)
-		if c == 0 {
-			c = 0xffff // RFC 768: a computed zero is sent as all ones
-		}
-		binary.BigEndian.PutUint16(u[6:], c)
+		binary.BigEndian.PutUint16(u[6:], udpChecksum(e.udpSum, udpLen, port, b[e.hlen:]))
 	}
 	return start
 }

@@ -53,6 +53,10 @@ func TestTsharkDecodesEncap(t *testing.T) {
 	c.TTL, c.TOS = 255, 0x20
 	c.Options = []Option{{Class: 0x0101, Type: 0x01, Data: make([]byte, 124)}}
 	add(c, true, 33)
+	c = testConfig(true) // the template sum that lost a carry (TestEncapChecksumRegression)
+	c.Src, c.Dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::75:0:1")
+	c.Options = []Option{{Class: 0xbdfd, Type: 0x67, Data: []byte{0xff, 0xec, 0x77, 0xe8}}}
+	add(c, false, 64)
 
 	var frames [][]byte
 	for _, w := range cases {

@@ -302,8 +302,8 @@ func (c *core) flood(br *bridge, in *port, fromTunnel bool, frame []byte, base u
 			c.toPort(p, frame, base, off, n)
 			return
 		}
-		if nb, nf, ok := c.copyFrame(p, frame[off:off+n]); ok {
-			c.toPort(p, nf, nb, copyOff, n)
+		if nb, nf, noff, ok := c.copyFrame(p, frame[off:off+n]); ok {
+			c.toPort(p, nf, nb, noff, n)
 		}
 	}
 	if fromTunnel {
@@ -315,25 +315,29 @@ func (c *core) flood(br *bridge, in *port, fromTunnel bool, frame []byte, base u
 			c.toTunnel(t, frame, base, off, n)
 			return
 		}
-		if nb, nf, ok := c.copyFrame(c.f.underlay, frame[off:off+n]); ok {
-			c.toTunnel(t, nf, nb, copyOff, n)
+		if nb, nf, noff, ok := c.copyFrame(c.f.underlay, frame[off:off+n]); ok {
+			c.toTunnel(t, nf, nb, noff, n)
 		}
 	}
 }
 
-// copyFrame copies b into a fresh frame at copyOff (a drop on p when none
-// is free).
-func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, bool) {
+// copyFrame copies b into a fresh frame at copyOff, or, when b is longer
+// than the room after copyOff, so that it ends at the frame's end (toTunnel
+// then finds the headroom short and counts too_big rather than encapsulating
+// past the frame). It returns the frame, its base and b's offset in it (a
+// drop on p when no frame is free).
+func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, int, bool) {
 	if len(c.free) == 0 {
 		c.drop(p, dropNoFrame)
-		return 0, nil, false
+		return 0, nil, 0, false
 	}
 	nb := c.free[len(c.free)-1] &^ (c.fsize - 1) // completions may carry an offset
 	c.free = c.free[:len(c.free)-1]
 	nf := c.area[nb : nb+c.fsize]
-	copy(nf[copyOff:], b)
+	off := min(copyOff, len(nf)-len(b)) // len(b) <= frame size: it came in one frame
+	copy(nf[off:], b)
 	c.floodCopies++
-	return nb, nf, true
+	return nb, nf, off, true
 }
 
 // toPort queues a frame for transmission on p, or writes it to p's TAP.

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -28,6 +29,8 @@ type rig struct {
 	other    *tunnel // VNI 7 tunnel to remote1
 	nframes  int
 	next     uint64
+	held     []uint64 // frames taken off the free stack by the test
+	tapBuf   [4096]byte
 }
 
 var (
@@ -102,19 +105,28 @@ func (r *rig) reset() {
 		r.c.pend[i] = r.c.pend[i][:0]
 	}
 	r.c.free = r.c.free[:0]
+	r.held = r.held[:0]
 	for i := r.nframes - 1; i >= 512; i-- {
 		r.c.free = append(r.c.free, uint64(i*testFrameSize))
 	}
 	r.next = 0
 }
 
-// frame puts b into the next input frame (frames 0..511) at an offset like
-// AF_XDP's RX headroom and returns its descriptor.
-func (r *rig) frame(b []byte) desc {
+// rxOff is where the kernel puts a received frame in its UMEM chunk:
+// XDP_PACKET_HEADROOM plus the UMEM headroom, which the dataplane leaves at
+// xsk's default 0 (dataplane.go: NewUmem without Headroom; xsk/umem.go).
+// Frames read from a TAP start at copyOff instead (tapPoller.run).
+const rxOff = unix.XDP_PACKET_HEADROOM
+
+// frame puts b into the next input frame (frames 0..511) at rxOff, where
+// AF_XDP puts a received frame, and returns its descriptor.
+func (r *rig) frame(b []byte) desc { return r.frameAt(b, rxOff) }
+
+// frameAt is frame at offset off of the chunk.
+func (r *rig) frameAt(b []byte, off uint64) desc {
 	base := r.next * testFrameSize
 	r.next++
-	const off = 512
-	copy(r.area[base+off:], b)
+	copy(r.area[base+off:base+testFrameSize], b)
 	return desc{Addr: base + off, Len: uint32(len(b))}
 }
 
@@ -396,11 +408,11 @@ func TestForwardAllocs(t *testing.T) {
 	}
 }
 
-// tapRead0 drains the TAP peer without allocating.
+// tapRead0 drains the TAP peer without allocating (the buffer is the rig's:
+// a local array passed to read escapes under -race).
 func (r *rig) tapRead0() {
-	var b [4096]byte
 	for {
-		if _, err := unix.Read(r.tapPeer, b[:]); err != nil {
+		if _, err := unix.Read(r.tapPeer, r.tapBuf[:]); err != nil {
 			return
 		}
 	}
@@ -436,4 +448,388 @@ func BenchmarkForwardDecap(b *testing.B) {
 	benchForward(b, func(r *rig) *port { return r.f.underlay }, func(r *rig) []byte {
 		return geneveFrom(b, remote1, 5000, eth(macA, macR, 50), nil, false)
 	})
+}
+
+// Frame accounting: no leak, no double use.
+
+// checkFrames asserts that no frame was lost or used twice: every frame the
+// rig handed out as input (0..r.next-1) and every frame of the free range
+// (512..) is on the free stack, held by the test, or under exactly one
+// queued descriptor; and every descriptor lies inside one chunk (the kernel
+// rejects one that crosses, and its frame never completes).
+func (r *rig) checkFrames(t *testing.T) {
+	t.Helper()
+	const mask = ^uint64(testFrameSize - 1)
+	where := map[uint64]string{}
+	put := func(base uint64, what string) {
+		if prev, dup := where[base]; dup {
+			t.Errorf("frame %d is both %s and %s", base/testFrameSize, prev, what)
+		}
+		where[base] = what
+	}
+	for _, a := range r.c.free {
+		put(a&mask, "free")
+	}
+	for _, a := range r.held {
+		put(a&mask, "held by the test")
+	}
+	for id, q := range r.c.pend {
+		for _, d := range q {
+			base := d.Addr & mask
+			if d.Len == 0 || (d.Addr+uint64(d.Len)-1)&mask != base {
+				t.Errorf("port %d: descriptor %#x+%d crosses the end of its %d-byte frame", id, d.Addr, d.Len, testFrameSize)
+			}
+			put(base, fmt.Sprintf("queued on port %d", id))
+		}
+	}
+	for i := uint64(0); i < uint64(r.nframes); i++ {
+		if i >= r.next && i < 512 {
+			continue // input frames not handed out
+		}
+		if _, ok := where[i*testFrameSize]; !ok {
+			t.Errorf("frame %d leaked: neither free nor queued", i)
+		}
+	}
+}
+
+// hold takes n frames off the free stack (the test keeps them).
+func (r *rig) hold(n int) {
+	for ; n > 0 && len(r.c.free) > 0; n-- {
+		r.held = append(r.held, r.c.free[len(r.c.free)-1])
+		r.c.free = r.c.free[:len(r.c.free)-1]
+	}
+}
+
+// fillQueue queues free frames on port p until its transmit list is full.
+func (r *rig) fillQueue(p *port) {
+	q := r.c.pend[p.id]
+	for len(q) < cap(q) {
+		a := r.c.free[len(r.c.free)-1]
+		r.c.free = r.c.free[:len(r.c.free)-1]
+		q = append(q, desc{Addr: a + rxOff, Len: 60})
+	}
+	r.c.pend[p.id] = q
+}
+
+// fillTAP writes to the internal port's socket until its queue is full, so
+// that the switch's next write fails (EAGAIN).
+func (r *rig) fillTAP(t *testing.T) {
+	t.Helper()
+	b := make([]byte, 60)
+	for i := 0; ; i++ {
+		if _, err := unix.Write(r.internal.fd, b); err != nil {
+			if err != unix.EAGAIN {
+				t.Fatalf("filling the TAP socket: %v", err)
+			}
+			return
+		}
+		if i > 1<<20 {
+			t.Fatal("TAP socket never filled")
+		}
+	}
+}
+
+var (
+	local6  = netip.MustParseAddr("2001:2::1")
+	remote6 = netip.MustParseAddr("2001:2::2")
+	macV6   = []byte{2, 0, 0, 0, 6, 1} // behind remote6
+	macC    = []byte{2, 0, 0, 0, 1, 3} // on vm3
+)
+
+// addV6Bridge adds bridge br3 (VNI 9) with local port vm3 and one tunnel over
+// an IPv6 underlay to remote6 that sends optLen bytes of options, sized for
+// an underlay MTU of mtu, and rebuilds the core (its counters are sized by
+// the fabric). macV6 is learned behind the tunnel.
+func (r *rig) addV6Bridge(optLen, mtu int) (*port, *tunnel) {
+	f := r.f
+	br := &bridge{name: "br3", vni: 9, table: flowtable.New(flowtable.Config{}), cfg: &BridgeConfig{}}
+	f.bridges = append(f.bridges, br)
+	f.byVNI[9] = br
+	p := &port{id: len(f.ports), name: "vm3", kind: kindLocal, br: br, fd: -1}
+	p.dest = flowtable.Dest(p.id)
+	f.ports = append(f.ports, p)
+	br.locals = []*port{p}
+	var opts []geneve.Option
+	for left := optLen; left > 0; {
+		data := min(left-4, geneve.MaxOptionDataLen)
+		opts = append(opts, geneve.Option{Class: 0x0103, Type: uint8(len(opts)), Data: make([]byte, data)})
+		left -= 4 + data
+	}
+	tn := &tunnel{id: len(f.tunnels), br: br, remote: remote6, local: local6, cfg: &TunnelConfig{GenOptions: opts}}
+	tn.dest = tunnelBit | flowtable.Dest(tn.id)
+	ec := geneve.DefaultEncapConfig()
+	ec.SrcMAC, ec.DstMAC, ec.Src, ec.Dst, ec.VNI, ec.Options = underMAC, nhMAC, local6, remote6, 9, opts
+	enc, err := geneve.NewEncapsulator(ec)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tn.enc.Store(enc)
+	tn.hdrLen = enc.HeaderLen()
+	tn.maxInner = mtu + 14 - tn.hdrLen
+	f.tunnels = append(f.tunnels, tn)
+	br.tunnels = []*tunnel{tn}
+	br.table.Learn(flowtable.MACFrom(macV6), tn.dest, 1)
+	r.c = newCore(f, r.area, testFrameSize, r.nframes)
+	r.reset()
+	return p, tn
+}
+
+// TestEncapMovesFrameWhenHeadroomShort: an IPv6 tunnel with more than 186
+// bytes of options needs more than the 256 bytes in front of a received
+// frame; the frame is moved back to copyOff and encapsulated there, from a
+// local port (rxOff) and from the internal port (copyOff: no move needed).
+func TestEncapMovesFrameWhenHeadroomShort(t *testing.T) {
+	for _, optLen := range []int{184, 188, geneve.MaxOptionsLen} {
+		r := newRig(t)
+		vm3, tn := r.addV6Bridge(optLen, 1500)
+		if need := tn.hdrLen; (need > rxOff) != (optLen > 186) {
+			t.Fatalf("options %d: header %d bytes, rx headroom %d: test premise wrong", optLen, need, rxOff)
+		}
+		for _, off := range []uint64{rxOff, copyOff} {
+			r.reset()
+			in := eth(macV6, macC, 1000)
+			r.c.forward(vm3, []desc{r.frameAt(in, off)})
+			r.checkFrames(t)
+			q := r.c.pend[r.f.underlay.id]
+			if len(q) != 1 {
+				t.Fatalf("options %d offset %d: underlay got %d frames, want 1 (drops %v)", optLen, off, len(q), r.c.tctr[tn.id].drops)
+			}
+			var dec geneve.Decoded
+			b := r.bytes(q[0])
+			if drop := geneve.Decap(b, &dec); drop != geneve.DropNone {
+				t.Fatalf("options %d offset %d: output does not decode: %v", optLen, off, drop)
+			}
+			if dec.Dst != remote6 || dec.VNI != 9 || dec.OptLen != optLen || string(b[dec.InnerOff:dec.InnerOff+dec.InnerLen]) != string(in) {
+				t.Errorf("options %d offset %d: decoded %+v, inner equal %v", optLen, off, dec, string(b[dec.InnerOff:dec.InnerOff+dec.InnerLen]) == string(in))
+			}
+			if tn.hdrLen > int(off) && q[0].Addr%testFrameSize != copyOff-uint64(tn.hdrLen) {
+				t.Errorf("options %d offset %d: packet starts at %d in its frame, want %d (moved to copyOff)", optLen, off, q[0].Addr%testFrameSize, copyOff-tn.hdrLen)
+			}
+		}
+	}
+}
+
+// TestFloodCopyOfLongFrame: flood copies are placed at copyOff; a received
+// frame longer than the room after copyOff must still be copied whole (and
+// stay inside its frame), not truncated and sent past the chunk's end.
+func TestFloodCopyOfLongFrame(t *testing.T) {
+	r := newRig(t)
+	n := testFrameSize - rxOff - 8 // the longest a 2048-byte chunk receives, about
+	r.t1.maxInner, r.t2.maxInner = 9000, 9000
+	in := eth(bcast, macA, n-14)
+	r.c.forward(r.a, []desc{r.frame(in)})
+	r.checkFrames(t)
+	q := r.c.pend[r.b.id]
+	if len(q) != 1 || string(r.bytes(q[0])) != string(in) {
+		t.Fatalf("vm2 did not get the whole %d-byte frame (%d frames)", n, len(q))
+	}
+	// The tunnels cannot carry it in a 2048-byte chunk: counted, not sent garbled.
+	for _, d := range r.c.pend[0] {
+		var dec geneve.Decoded
+		b := r.bytes(d)
+		if geneve.Decap(b, &dec) != geneve.DropNone || string(b[dec.InnerOff:dec.InnerOff+dec.InnerLen]) != string(in) {
+			t.Errorf("tunnel output garbled")
+		}
+	}
+	if got := len(r.c.pend[0]) + int(r.c.tctr[r.t1.id].drops[dropTooBig]+r.c.tctr[r.t2.id].drops[dropTooBig]); got != 2 {
+		t.Errorf("tunnels: %d sent + too_big drops, want 2", got)
+	}
+}
+
+// TestForwardDropBranches covers each drop branch of forward.go not reached
+// by TestDrops: the counter of the right port or tunnel goes up by one, the
+// frame goes back to the free stack (or, where the frame still reaches other
+// destinations, only the dropped copy is missing), and no frame leaks.
+func TestForwardDropBranches(t *testing.T) {
+	type where struct {
+		port   func(r *rig) *port
+		tun    func(r *rig) *tunnel
+		reason dropReason
+	}
+	onPort := func(p func(r *rig) *port, reason dropReason) where { return where{port: p, reason: reason} }
+	portA := func(r *rig) *port { return r.a }
+	portB := func(r *rig) *port { return r.b }
+	under := func(r *rig) *port { return r.f.underlay }
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, r *rig) // before the frame is forwarded
+		in    func(r *rig) (*port, desc)
+		want  []where
+		sent  int // descriptors queued in all (destinations the frame still reaches)
+		taps  int // frames written to the internal port
+	}{
+		{
+			name: "descriptor-past-frame-end",
+			in: func(r *rig) (*port, desc) {
+				d := r.frame(eth(macB, macA, 60))
+				d.Len = testFrameSize - rxOff + 1
+				return r.a, d
+			},
+			want: []where{onPort(portA, dropRunt)},
+		},
+		{
+			name:  "same-port",
+			setup: func(t *testing.T, r *rig) { r.f.bridges[0].table.Learn(flowtable.MACFrom(macB), r.a.dest, 1) },
+			in:    func(r *rig) (*port, desc) { return r.a, r.frame(eth(macB, macA, 60)) },
+			want:  []where{onPort(portA, dropSamePort)},
+		},
+		{
+			name: "tx-full-local",
+			setup: func(t *testing.T, r *rig) {
+				r.f.bridges[0].table.Learn(flowtable.MACFrom(macB), r.b.dest, 1)
+				r.fillQueue(r.b)
+			},
+			in:   func(r *rig) (*port, desc) { return r.a, r.frame(eth(macB, macA, 60)) },
+			want: []where{onPort(portB, dropTxFull)},
+			sent: maxBurst, // the queue filled by the setup
+		},
+		{
+			name: "tx-full-underlay",
+			setup: func(t *testing.T, r *rig) {
+				r.f.bridges[0].table.Learn(flowtable.MACFrom(macR), r.t1.dest, 1)
+				r.fillQueue(r.f.underlay)
+			},
+			in:   func(r *rig) (*port, desc) { return r.a, r.frame(eth(macR, macA, 60)) },
+			want: []where{onPort(under, dropTxFull)},
+			sent: maxBurst * 2, // the queue filled by the setup: a burst per tunnel of br1
+		},
+		{
+			name: "no-neighbour",
+			setup: func(t *testing.T, r *rig) {
+				r.f.bridges[0].table.Learn(flowtable.MACFrom(macR), r.t1.dest, 1)
+				enc := r.t1.enc.Swap(nil)
+				t.Cleanup(func() { r.t1.enc.Store(enc) })
+			},
+			in:   func(r *rig) (*port, desc) { return r.a, r.frame(eth(macR, macA, 60)) },
+			want: []where{{tun: func(r *rig) *tunnel { return r.t1 }, reason: dropNoNeighbour}},
+		},
+		{
+			// Flood to vm2, t1, t2 with no free frame: both copies fail
+			// (counted on their destination), the original reaches t2.
+			name:  "no-frame-for-flood-copies",
+			setup: func(t *testing.T, r *rig) { r.hold(len(r.c.free)) },
+			in:    func(r *rig) (*port, desc) { return r.a, r.frame(eth(bcast, macA, 60)) },
+			want:  []where{onPort(portB, dropNoFrame), onPort(under, dropNoFrame)},
+			sent:  1,
+			taps:  1,
+		},
+		{
+			// Flood with the internal port's queue full: its write fails,
+			// the other destinations still get the frame.
+			name:  "tap-write",
+			setup: func(t *testing.T, r *rig) { r.fillTAP(t) },
+			in:    func(r *rig) (*port, desc) { return r.a, r.frame(eth(bcast, macA, 60)) },
+			want:  []where{onPort(func(r *rig) *port { return r.internal }, dropTAPWrite)},
+			sent:  3,
+			taps:  -1, // the queue holds the filler frames only
+		},
+		{
+			// Headroom short (IPv6, 252 bytes of options) and the frame too
+			// long to move back to copyOff in a 2048-byte chunk.
+			name: "too-big-to-move",
+			setup: func(t *testing.T, r *rig) {
+				r.addV6Bridge(geneve.MaxOptionsLen, 9000)
+			},
+			in: func(r *rig) (*port, desc) {
+				return r.f.ports[len(r.f.ports)-1], r.frame(eth(macV6, macC, testFrameSize-copyOff+1-14))
+			},
+			want: []where{{tun: func(r *rig) *tunnel { return r.f.tunnels[len(r.f.tunnels)-1] }, reason: dropTooBig}},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t)
+			if c.setup != nil {
+				c.setup(t, r)
+			}
+			count := func(w where) uint64 {
+				if w.tun != nil {
+					return r.c.tctr[w.tun(r).id].drops[w.reason]
+				}
+				return r.drops(w.port(r), w.reason)
+			}
+			before := make([]uint64, len(c.want))
+			for i, w := range c.want {
+				before[i] = count(w)
+			}
+			free := len(r.c.free)
+			in, d := c.in(r)
+			r.c.forward(in, []desc{d})
+			for i, w := range c.want {
+				if got := count(w) - before[i]; got != 1 {
+					t.Errorf("drop %s counted %d times, want 1", w.reason, got)
+				}
+			}
+			sent := 0
+			for _, q := range r.c.pend {
+				sent += len(q)
+			}
+			if sent != c.sent {
+				t.Errorf("%d descriptors queued, want %d", sent, c.sent)
+			}
+			if c.taps >= 0 {
+				if got := len(r.tapRead()); got != c.taps {
+					t.Errorf("internal port got %d frames, want %d", got, c.taps)
+				}
+			}
+			if c.sent == 0 && len(r.c.free) != free+1 {
+				t.Errorf("free frames %d -> %d: the dropped frame was not returned", free, len(r.c.free))
+			}
+			r.checkFrames(t)
+		})
+	}
+}
+
+// TestForwardFrameReturned covers the paths that end a frame without a drop
+// counter: a flood with no destination (the only tunnel of br2, split
+// horizon) and a unicast to the internal port (written, then freed).
+func TestForwardFrameReturned(t *testing.T) {
+	r := newRig(t)
+	free := len(r.c.free)
+	r.c.forward(r.f.underlay, []desc{r.frame(geneveFrom(t, remote1, 7, eth(bcast, macR, 60), nil, false))})
+	if len(r.c.free) != free+1 {
+		t.Errorf("flood without destination: free frames %d -> %d", free, len(r.c.free))
+	}
+	for _, p := range r.f.ports {
+		for reason := dropReason(0); reason < numDropReasons; reason++ {
+			if n := r.drops(p, reason); n != 0 {
+				t.Errorf("flood without destination counted %s on %s", reason, p.name)
+			}
+		}
+	}
+	r.checkFrames(t)
+
+	// The internal port's MAC is learned from a frame it sends (TAP frames
+	// start at copyOff); unicast to it is written to the TAP and freed.
+	r.reset()
+	macI := []byte{2, 0, 0, 0, 9, 9}
+	r.c.forward(r.internal, []desc{r.frameAt(eth(macA, macI, 60), copyOff)})
+	r.tapRead()
+	r.reset()
+	free = len(r.c.free)
+	in := eth(macI, macA, 70)
+	r.c.forward(r.a, []desc{r.frame(in)})
+	if tap := r.tapRead(); len(tap) != 1 || string(tap[0]) != string(in) {
+		t.Errorf("internal port got %d frames, want the unicast", len(tap))
+	}
+	if len(r.c.free) != free+1 {
+		t.Errorf("unicast to the internal port: free frames %d -> %d", free, len(r.c.free))
+	}
+	r.checkFrames(t)
+}
+
+// TestReleaseBeyondCapacity: a drop when the free stack is at its capacity
+// keeps the frame (the stack grows) rather than losing it.
+func TestReleaseBeyondCapacity(t *testing.T) {
+	r := newRig(t)
+	r.c = newCore(r.f, r.area, testFrameSize, r.nframes-512) // reset fills exactly this many
+	r.reset()
+	if len(r.c.free) != cap(r.c.free) {
+		t.Fatalf("premise: free %d of capacity %d", len(r.c.free), cap(r.c.free))
+	}
+	r.c.forward(r.a, []desc{r.frame([]byte{1, 2, 3})})
+	if r.drops(r.a, dropRunt) != 1 || len(r.c.free) != r.nframes-512+1 {
+		t.Errorf("runt drops %d, free %d", r.drops(r.a, dropRunt), len(r.c.free))
+	}
+	r.checkFrames(t)
 }

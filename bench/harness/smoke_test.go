@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"xswitch/bench/internal/report"
+	"xswitch/internal/testnet"
 )
 
 // TestHarnessSmoke runs the whole harness briefly in make test: the ceiling,
@@ -17,6 +18,7 @@ import (
 // each, and checks that every system forwarded frames through the topology
 // and that the report, JSON and chart come out. No speed is asserted.
 func TestHarnessSmoke(t *testing.T) {
+	testnet.RequireRoot(t) // a skipped subtest would otherwise count as a failed system
 	b := New(Options{
 		Paths: []string{report.PathEncap}, Sizes: []int{64}, Runs: 1,
 		Interval: 500 * time.Millisecond, Warmup: 300 * time.Millisecond,

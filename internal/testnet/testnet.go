@@ -27,9 +27,14 @@ const Prefix = "xst-"
 var counter atomic.Uint64
 
 // RequireRoot skips t with a message that says why when the test cannot
-// create namespaces. In CI (.ci/run runs as root) these tests always run.
+// create namespaces. In CI (.ci/run runs as root) these tests always run in
+// the main pass of make test; its second pass (-race -short: unit tests
+// under the race detector) skips them, saying so.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped under -short: namespace/AF_XDP test; the main pass of make test runs it")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root to create network namespaces, veth and XDP programs (CI runs it as root)")
 	}

@@ -127,16 +127,22 @@ func writeUDP4(b []byte, dst, src [6]byte, sip, dip netip.Addr, sport, dport, id
 }
 
 // Sum adds b to a one's complement sum (RFC 1071), b starting at an even
-// offset of the checksummed data.
+// offset of the checksummed data, and returns the sum folded to 16 bits. The
+// fold keeps a returned sum plus a few 16-bit terms far below 2^32: an
+// unfolded sum plus a plain add can overflow and lose the carry.
 func Sum(sum uint32, b []byte) uint32 {
+	s := uint64(sum) // + 0xffff per word: no overflow below 2^47 bytes
 	for len(b) >= 2 {
-		sum += uint32(binary.BigEndian.Uint16(b))
+		s += uint64(binary.BigEndian.Uint16(b))
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
+		s += uint64(b[0]) << 8
 	}
-	return sum
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return uint32(s)
 }
 
 // Fold reduces a one's complement sum to 16 bits (not inverted).
