@@ -12,7 +12,7 @@ const (
 	DropBadIPLength               // IP length field larger than the frame (or IPv6 jumbo/zero)
 	DropIPFragment                // an IPv4 fragment
 	DropNotTCPUDP                 // L4 protocol is neither TCP nor UDP (IPv6: no extension headers)
-	DropBadL4Header               // TCP data offset or UDP header does not fit the IP payload
+	DropBadL4Header               // TCP data offset or UDP header/length does not fit the IP payload
 	DropVnetShort                 // fewer than VnetHdrLen bytes for the virtio-net header
 	DropVnetFlags                 // unknown virtio-net flags
 	DropVnetGSOType               // unknown or unsupported gso_type (UFO, ECN without TCP)

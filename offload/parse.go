@@ -141,7 +141,9 @@ func (f *Frame) parseL4(b []byte) DropReason {
 		}
 		f.Payload = f.L4 + doff
 	case protoUDP:
-		if f.End-f.L4 < udpHeaderLen {
+		// The UDP length must be the IP one: the pseudo-header uses it, and
+		// Linux sets it so for GSO (USO) frames too.
+		if f.End-f.L4 < udpHeaderLen || int(binary.BigEndian.Uint16(b[f.L4+4:])) != f.End-f.L4 {
 			return DropBadL4Header
 		}
 		f.Payload = f.L4 + udpHeaderLen

@@ -116,6 +116,11 @@ func TestIsPartialRejects(t *testing.T) {
 	if _, ok := IsPartial(nochk); ok {
 		t.Fatal("UDP checksum 0 taken for partial")
 	}
+	ulen := bytes.Clone(b) // found by FuzzPartial: UDP length disagreeing with IP
+	ulen[14+20+len(p.ipOpts)+5]++
+	if _, ok := IsPartial(ulen); ok {
+		t.Fatal("UDP whose length differs from the IP payload taken for partial")
+	}
 	frag := bytes.Clone(b)
 	frag[14+6] |= 0x20 // MF
 	if _, ok := IsPartial(frag); ok {

@@ -172,7 +172,12 @@ func refSegment(p refPkt, mss int) []refPkt {
 
 // refVerify reports whether frame's IPv4 header checksum (if any) and L4
 // checksum verify, reparsing the frame in the plainest way.
-func refVerify(frame []byte) error {
+func refVerify(frame []byte) error { return refVerifyOpt(frame, true) }
+
+// refVerifyL4 checks only the TCP/UDP checksum (and UDP length).
+func refVerifyL4(frame []byte) error { return refVerifyOpt(frame, false) }
+
+func refVerifyOpt(frame []byte, ipHeader bool) error {
 	off := 14
 	et := binary.BigEndian.Uint16(frame[12:])
 	for et == etherTypeVLAN || et == etherTypeQinQ {
@@ -191,7 +196,7 @@ func refVerify(frame []byte) error {
 	} else {
 		ip := frame[off:]
 		ihl := int(ip[0]&15) * 4
-		if refChecksum(ip[:ihl]) != 0xffff {
+		if ipHeader && refChecksum(ip[:ihl]) != 0xffff {
 			return fmt.Errorf("IPv4 header checksum %#04x wrong", binary.BigEndian.Uint16(ip[10:]))
 		}
 		total := int(binary.BigEndian.Uint16(ip[2:]))

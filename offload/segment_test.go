@@ -230,7 +230,7 @@ func TestSegmentShortBuffer(t *testing.T) {
 		t.Fatalf("Start = %d, %v", n, r)
 	}
 	arena := make([]byte, 4000)
-	short := arena[:s.Len(0)-1 : s.Len(0)-1]
+	short := arena[: s.Len(0)-1 : s.Len(0)-1]
 	if m, r := s.Next(short); m != 0 || r != DropBufferTooSmall {
 		t.Fatalf("short buffer: %d, %v", m, r)
 	}
