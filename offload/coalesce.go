@@ -38,8 +38,8 @@ var ErrCoalesceBuffer = errors.New("offload: coalescer buffer shorter than headr
 // segments of one flow into one large frame with a GSO virtio-net header, as
 // Linux's tcp_gro_receive would, so that the kernel's TCP stack sees 64 KB
 // frames. Merged: segments of the same flow (addresses, ports), the same
-// Ethernet header, IPv4 TOS/TTL/DF (header without options; ID +1 per
-// segment, or fixed with DF), or IPv6 traffic class/flow label/hop limit,
+// Ethernet header, IPv4 TOS/TTL/DF (header without options and with a
+// valid checksum; ID +1 per segment, or fixed with DF), or IPv6 traffic class/flow label/hop limit,
 // the same TCP ACK number, header length and option bytes, adjacent
 // sequence numbers, flags ACK or ACK|PSH (PSH ends the merge), payload equal
 // to the first segment's (gso_size) except for a shorter last one, and a
@@ -160,10 +160,14 @@ func passHdr(f *Frame, st csumState) VnetHdr {
 }
 
 // mergeable: a TCP segment with payload, flags ACK or ACK|PSH, and (IPv4)
-// no IP options.
+// no IP options and a header checksum that verifies (a merged frame gets a
+// new one, which must not hide a corrupted header).
 func mergeable(b []byte, f *Frame) bool {
 	flags := b[f.L4+13]
-	return flags&^tcpFlagPSH == tcpFlagACK && f.End > f.Payload && (f.IPv6 || f.L4-f.L3 == ipv4MinHdrLen)
+	if flags&^tcpFlagPSH != tcpFlagACK || f.End == f.Payload {
+		return false
+	}
+	return f.IPv6 || (f.L4-f.L3 == ipv4MinHdrLen && fold(sumBytes(0, b[f.L3:f.L4])) == 0xffff)
 }
 
 // flowHash mixes addresses and ports; find confirms a match byte by byte.

@@ -353,6 +353,13 @@ func TestCoalesceRules(t *testing.T) {
 			t.Errorf("a segment after PSH/short was merged: %d frames", n)
 		}
 	}
+	// Corrupted IPv4 header checksum, every field equal: not merged (the
+	// kernel drops it when passed through).
+	burst = two(base4, func(*refPkt) {})
+	burst[1][14+10] ^= 0x40
+	if n := c.Coalesce(burst, out); n != 2 {
+		t.Errorf("segment with a bad IPv4 header checksum merged")
+	}
 	// No buffer: frames pass through.
 	nobuf, _ := NewCoalescer(nil, 0)
 	if n := nobuf.Coalesce(two(base4, func(*refPkt) {}), out); n != 2 || nobuf.Stats.NoBuffer != 1 {
