@@ -24,6 +24,7 @@ const (
 	dropSamePort                                                      // destination is the port the frame came from
 	dropSplitHorizon                                                  // known unicast from a tunnel to another tunnel
 	dropRunt                                                          // inner/local frame shorter than an Ethernet header
+	dropVnetHeader                                                    // internal port: virtio-net header that does not fit its frame
 	numDropReasons
 )
 
@@ -37,7 +38,7 @@ func init() {
 		dropUnknownVNI: "unknown_vni", dropUnknownRemote: "unknown_remote", dropTooBig: "too_big",
 		dropNoNeighbour: "no_neighbour", dropTxFull: "tx_ring_full", dropNoFrame: "no_frame",
 		dropTAPWrite: "tap_write", dropBadSrcMAC: "bad_source_mac", dropSamePort: "same_port",
-		dropSplitHorizon: "split_horizon", dropRunt: "runt",
+		dropSplitHorizon: "split_horizon", dropRunt: "runt", dropVnetHeader: "bad_vnet_header",
 	} {
 		dropNames[r] = n
 	}

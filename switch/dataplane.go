@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"xswitch/offload"
 	"xswitch/xsk"
 )
 
@@ -63,6 +64,9 @@ type tapPoller struct {
 	core  *core
 	txIdx int
 	dests []int
+	buf   []byte // one read: virtio-net header and a frame of up to 64 KB
+	seg   offload.Segmenter
+	batch []desc // frames read (segments) to forward
 }
 
 func parseZeroCopy(s string) xsk.ZeroCopy {
@@ -169,7 +173,7 @@ func (d *dataPlane) open(s *Switch) error {
 		}
 		m := xp.Mode()
 		s.log.Info("AF_XDP port open", zap.String("port", sp.p.name), zap.Stringer("kind", sp.p.kind), zap.Int("queues", len(xp.Sockets())),
-			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy))
+			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Strings("offloads", portOffloads(sp.p.kind)))
 	}
 	// Pollers: one per socket, pinned round-robin to the configured CPUs.
 	var xdpPorts []int
@@ -197,7 +201,8 @@ func (d *dataPlane) open(s *Switch) error {
 			continue
 		}
 		tp := &tapPoller{dp: d, port: b.internal, cache: u.NewCache(), txIdx: i, dests: xdpPorts,
-			core: newCore(f, d.area, u.FrameSize(), 4*maxBurst)}
+			core: newCore(f, d.area, u.FrameSize(), 4*maxBurst),
+			buf:  make([]byte, offload.VnetHdrLen+offload.MaxFrameLen), batch: make([]desc, 0, maxBurst)}
 		d.tapPollers = append(d.tapPollers, tp)
 		d.all = append(d.all, tp.core)
 		i++
@@ -268,6 +273,7 @@ func (d *dataPlane) portStatus(p *port) PortStatus {
 	}
 	m := xp.Mode()
 	ps.Ifindex, ps.XDP, ps.Link, ps.ZeroCopy, ps.Queues = xp.Ifindex(), m.XDP, m.Link, m.ZeroCopy, len(xp.Sockets())
+	ps.Offloads = portOffloads(p.kind)
 	ps.Copy = "copy"
 	if m.ZeroCopy {
 		ps.Copy = "zero-copy"
@@ -367,6 +373,7 @@ func (p *poller) run() {
 		c.now = clock.Tick()
 		topUp(c, p.cache)
 		c.forward(p.port, rx[:n])
+		c.flushTAPs()
 		flush(c, p.cache, p.dests, p.txIdx)
 		rebalance(c, p.cache)
 		p.sock.Refill(p.cache)
@@ -394,46 +401,27 @@ func (p *poller) completeIdle() {
 func (tp *tapPoller) run() {
 	defer tp.dp.wg.Done()
 	c := tp.core
-	fd := tp.port.fd
-	clock := tp.dp.s.f.clock
-	var descs [maxBurst]desc
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	pfd := []unix.PollFd{{Fd: int32(tp.port.fd), Events: unix.POLLIN}}
 	for !tp.dp.stop.Load() {
-		topUp(c, tp.cache)
-		n := 0
-		for n < maxBurst && len(c.free) > 0 {
-			nb := c.free[len(c.free)-1] &^ (c.fsize - 1)
-			buf := c.area[nb+copyOff : nb+c.fsize]
-			k, err := unix.Read(fd, buf)
-			if err != nil {
-				break
-			}
-			c.free = c.free[:len(c.free)-1]
-			if k >= len(buf) {
-				// Possibly truncated: larger than a UMEM frame can carry.
-				c.ctr[tp.port.id].drops[dropTooBig]++
-				c.release(nb)
-				continue
-			}
-			c.tapCopies++
-			descs[n] = desc{Addr: nb + copyOff, Len: uint32(k)}
-			n++
-		}
-		if n == 0 {
-			if len(c.free) == 0 {
-				c.ctr[tp.port.id].drops[dropNoFrame]++
-				time.Sleep(time.Millisecond)
-				continue
-			}
+		c.now = tp.dp.s.f.clock.Tick()
+		tp.readBurst()
+		if len(tp.batch) == 0 {
 			_, _ = unix.Poll(pfd, int(idleWait/time.Millisecond))
 			continue
 		}
-		c.now = clock.Tick()
-		c.forward(tp.port, descs[:n])
-		flush(c, tp.cache, tp.dests, tp.txIdx)
-		rebalance(c, tp.cache)
+		tp.forwardBatch()
 	}
 	tp.cache.PutBatch(c.free)
 	c.free = c.free[:0]
 	tp.cache.Flush()
+}
+
+// forwardBatch forwards and transmits the frames read so far.
+func (tp *tapPoller) forwardBatch() {
+	c := tp.core
+	c.forward(tp.port, tp.batch)
+	c.flushTAPs()
+	flush(c, tp.cache, tp.dests, tp.txIdx)
+	rebalance(c, tp.cache)
+	tp.batch = tp.batch[:0]
 }

@@ -4,10 +4,9 @@ import (
 	"net/netip"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/offload"
 )
 
 // portKind says what a port is.
@@ -39,6 +38,9 @@ type port struct {
 	fd int
 	// tx are the AF_XDP ports' transmit queues, one per socket.
 	tx []*txQueue
+	// maxFrame is the longest frame the internal port's reader cuts the
+	// host's large frames into (the TAP's MTU plus the Ethernet header).
+	maxFrame int
 }
 
 // tunnel is one remote endpoint of a bridge.
@@ -89,6 +91,7 @@ type fabric struct {
 	bridges  []*bridge
 	byVNI    map[uint32]*bridge
 	underlay *port
+	taps     []*port // internal ports
 	known    *geneve.KnownOptions
 	clock    *flowtable.Clock
 }
@@ -122,6 +125,13 @@ type core struct {
 	floodCopies, tapCopies uint64
 	dec                    geneve.Decoded
 	now                    uint32
+	// partial says that the frame being forwarded has a checksum left
+	// partial by its sender, at csum (offload.go).
+	partial bool
+	csum    offload.L4Csum
+	inID    int      // port the frame being forwarded came from
+	off     []offCtr // offload counters per port
+	gro     *tapGRO  // nil without internal ports
 }
 
 func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
@@ -133,6 +143,10 @@ func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
 		pend:  make([][]desc, len(f.ports)),
 		ctr:   make([]portCtr, len(f.ports)),
 		tctr:  make([]tunCtr, len(f.tunnels)),
+		off:   make([]offCtr, len(f.ports)),
+	}
+	if len(f.taps) > 0 {
+		c.gro = newTapGRO()
 	}
 	maxTun := 1
 	for _, b := range f.bridges {
@@ -248,6 +262,7 @@ func (c *core) forward(in *port, descs []desc) {
 			continue
 		}
 		br.table.Learn(srcMAC, src, c.now)
+		c.notePartial(in, frame[off:off+n])
 		dstMAC := flowtable.MACFrom(frame[off:])
 		if !dstMAC.IsMulticast() {
 			if dst, ok := br.table.Lookup(dstMAC); ok {
@@ -278,7 +293,7 @@ func (c *core) forward(in *port, descs []desc) {
 // other destinations but the last get copies, the last gets the original.
 func (c *core) flood(br *bridge, in *port, fromTunnel bool, frame []byte, base uint64, off, n int) {
 	if p := br.internal; p != nil && p != in {
-		c.writeTAP(p, frame[off:off+n])
+		c.writeTAP(p, frame, off, n, c.tapHeader())
 	}
 	k := 0 // AF_XDP destinations
 	for _, p := range br.locals {
@@ -293,6 +308,7 @@ func (c *core) flood(br *bridge, in *port, fromTunnel bool, frame []byte, base u
 		c.release(base)
 		return
 	}
+	c.finishCsum(frame[off : off+n]) // before the copies
 	for _, p := range br.locals {
 		if p == in {
 			continue
@@ -342,12 +358,19 @@ func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, int, bool) {
 
 // toPort queues a frame for transmission on p, or writes it to p's TAP.
 func (c *core) toPort(p *port, frame []byte, base uint64, off, n int) {
+	q := c.pend[p.id]
 	if p.fd >= 0 {
-		c.writeTAP(p, frame[off:off+n])
-		c.release(base)
+		// Internal port: gathered for the coalescer (flushTAPs); with
+		// the queue full, written at once.
+		if len(q) == cap(q) {
+			c.writeTAP(p, frame, off, n, c.tapHeader())
+			c.release(base)
+			return
+		}
+		c.pend[p.id] = append(q, desc{Addr: base + uint64(off), Len: uint32(n)})
 		return
 	}
-	q := c.pend[p.id]
+	c.finishCsum(frame[off : off+n])
 	if len(q) == cap(q) {
 		c.drop(p, dropTxFull)
 		c.release(base)
@@ -370,6 +393,7 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 		c.release(base)
 		return
 	}
+	c.finishCsum(frame[off : off+n])
 	h := enc.HeaderLen()
 	if off < h {
 		// Not enough headroom (large options): move the frame back.
@@ -394,15 +418,3 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h)})
 }
 
-// writeTAP writes one frame to an internal port (non-blocking: a full
-// queue is a counted drop, never a stall).
-func (c *core) writeTAP(p *port, b []byte) {
-	pc := &c.ctr[p.id]
-	if _, err := unix.Write(p.fd, b); err != nil {
-		pc.drops[dropTAPWrite]++
-		return
-	}
-	c.tapCopies++
-	pc.txPackets++
-	pc.txBytes += uint64(len(b))
-}

@@ -10,6 +10,7 @@ import (
 
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/offload"
 )
 
 const testFrameSize = 2048
@@ -30,7 +31,7 @@ type rig struct {
 	nframes  int
 	next     uint64
 	held     []uint64 // frames taken off the free stack by the test
-	tapBuf   [4096]byte
+	tapBuf   [70000]byte
 }
 
 var (
@@ -73,6 +74,7 @@ func newRig(t testing.TB) *rig {
 	r.internal = addPort("br1", kindInternal, br, fds[0])
 	br.locals = []*port{r.a, r.b}
 	br.internal = r.internal
+	f.taps = []*port{r.internal}
 	addTun := func(b *bridge, remote netip.Addr, opts []geneve.Option) *tunnel {
 		tn := &tunnel{id: len(f.tunnels), br: b, remote: remote, local: localIP, cfg: &TunnelConfig{GenOptions: opts}}
 		tn.dest = tunnelBit | flowtable.Dest(tn.id)
@@ -157,15 +159,28 @@ func geneveFrom(t testing.TB, remote netip.Addr, vni uint32, inner []byte, opts 
 func (r *rig) bytes(d desc) []byte { return r.area[d.Addr : d.Addr+uint64(d.Len)] }
 
 // tapRead returns the frames written to the internal port.
+// tapRead writes the frames queued for the internal port (flushTAPs) and
+// returns what reached it, without the virtio-net headers.
 func (r *rig) tapRead() [][]byte {
-	var out [][]byte
+	_, fs := r.tapReadHdrs()
+	return fs
+}
+
+// tapReadHdrs is tapRead with each frame's virtio-net header.
+func (r *rig) tapReadHdrs() (hdrs []offload.VnetHdr, frames [][]byte) {
+	r.c.flushTAPs()
 	for {
-		b := make([]byte, 4096)
+		b := make([]byte, 70000)
 		n, err := unix.Read(r.tapPeer, b)
 		if err != nil {
-			return out
+			return hdrs, frames
 		}
-		out = append(out, b[:n])
+		h, err := offload.DecodeVnetHdr(b[:n])
+		if err != nil {
+			r.t.Fatalf("frame written to the internal port without its virtio-net header: %v", err)
+		}
+		hdrs = append(hdrs, h)
+		frames = append(frames, b[offload.VnetHdrLen:n])
 	}
 }
 
@@ -411,6 +426,7 @@ func TestForwardAllocs(t *testing.T) {
 // tapRead0 drains the TAP peer without allocating (the buffer is the rig's:
 // a local array passed to read escapes under -race).
 func (r *rig) tapRead0() {
+	r.c.flushTAPs()
 	for {
 		if _, err := unix.Read(r.tapPeer, r.tapBuf[:]); err != nil {
 			return

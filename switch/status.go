@@ -42,6 +42,9 @@ type PortStatus struct {
 	Pollers   []PollerStatus `json:"pollers,omitempty"`
 	LocalIPs  []string       `json:"local_ips,omitempty"`
 	Addresses []string       `json:"addresses,omitempty"`
+	// Offloads are the checksum and segmentation offloads the port uses,
+	// and why others are off.
+	Offloads []string `json:"offloads,omitempty"`
 }
 
 // PollerStatus is one polling goroutine (one queue of one port).
@@ -127,6 +130,15 @@ type PortStats struct {
 	Drops     map[string]uint64 `json:"drops"`
 	// Kernel are the kernel's counters of the port (kernelstats.go).
 	Kernel *KernelPortStats `json:"kernel,omitempty"`
+	// Offload counters (offload.go): partial checksums of frames received
+	// on the port that xswitch finished; large frames read from an
+	// internal port and the frames cut from them; merged frames written to
+	// an internal port and the frames merged into them.
+	ChecksumsCompleted uint64 `json:"checksums_completed"`
+	TSOFrames          uint64 `json:"tso_frames,omitempty"`
+	TSOSegments        uint64 `json:"tso_segments,omitempty"`
+	GROFrames          uint64 `json:"gro_frames,omitempty"`
+	GROSegments        uint64 `json:"gro_segments,omitempty"`
 }
 
 // TunnelStats are the counters of one tunnel (frames sent to and received

@@ -252,11 +252,12 @@ func New(c *Config, o Options) (s *Switch, err error) {
 				return nil, err
 			}
 			s.taps = append(s.taps, tap)
-			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd}
+			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd, maxFrame: tap.mtu + geneve.EthLen}
 			p.dest = flowtable.Dest(p.id)
 			f.ports = append(f.ports, p)
+			f.taps = append(f.taps, p)
 			b.internal = p
-			log.Info("internal port up", zap.String("name", tap.name), zap.Stringer("mac", tap.mac), zap.Int("mtu", tap.mtu),
+			log.Info("internal port up", zap.String("name", tap.name), zap.Stringer("mac", tap.mac), zap.Int("mtu", tap.mtu), zap.Strings("offloads", tap.offloads.describe()),
 				zap.Any("addresses", bc.Prefixes))
 		}
 	}
@@ -350,6 +351,7 @@ func (s *Switch) Status() Status {
 			for _, t := range s.taps {
 				if t.name == p.name {
 					ps.Ifindex, ps.MAC, ps.MTU = t.ifindex, t.mac.String(), t.mtu
+					ps.Offloads = t.offloads.describe()
 				}
 			}
 			for _, a := range b.cfg.Prefixes {
@@ -412,6 +414,7 @@ func (s *Switch) FDB() []FDBEntry {
 func (s *Switch) Stats() Stats {
 	ports := make([]portSum, len(s.f.ports))
 	tuns := make([]portSum, len(s.f.tunnels))
+	offs := make([]offSum, len(s.f.ports))
 	opts := map[uint32]uint64{}
 	var st Stats
 	for _, c := range s.dp.cores() {
@@ -421,6 +424,9 @@ func (s *Switch) Stats() Stats {
 		for i := range tuns {
 			c.tctr[i].addTo(&tuns[i])
 		}
+		for i := range offs {
+			c.off[i].addTo(&offs[i])
+		}
 		st.OptionsOverflow += c.opt.addTo(opts)
 		st.FloodCopies += atomic.LoadUint64(&c.floodCopies)
 		st.TAPCopies += atomic.LoadUint64(&c.tapCopies)
@@ -429,6 +435,7 @@ func (s *Switch) Stats() Stats {
 	for i, p := range s.f.ports {
 		ps := PortStats{Name: p.name, Kind: p.kind.String(), RxPackets: ports[i].rxPackets, RxBytes: ports[i].rxBytes,
 			TxPackets: ports[i].txPackets, TxBytes: ports[i].txBytes, Drops: ports[i].dropMap()}
+		offs[i].fill(&ps)
 		if p.br != nil {
 			ps.Bridge = p.br.name
 		}

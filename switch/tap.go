@@ -23,6 +23,8 @@ type tapDev struct {
 	mac     net.HardwareAddr
 	mtu     int
 	nl      *netlink.Handle // in the device's namespace, for stats
+	// offloads are what TUNSETOFFLOAD accepted (tapoffload.go).
+	offloads tapOffloads
 }
 
 // openTAP creates the TAP device name (non-blocking fd), sets its MAC, MTU
@@ -42,10 +44,16 @@ func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev
 		t.close()
 		return nil, fmt.Errorf("internal port %s: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	// IFF_VNET_HDR: every frame carries a virtio-net header, so that the
+	// host stack can hand over 64 KB TCP frames and unfinished checksums.
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		t.close()
 		return nil, fmt.Errorf("internal port %s: TUNSETIFF: %w", name, err)
+	}
+	if t.offloads, err = enableTAPOffloads(fd); err != nil {
+		t.close()
+		return nil, fmt.Errorf("internal port %s: %w", name, err)
 	}
 	link, err := netlink.LinkByName(name)
 	if err != nil {
@@ -72,6 +80,8 @@ func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev
 			return nil, fmt.Errorf("internal port %s: set MTU %d: %w", name, mtu, err)
 		}
 		t.mtu = mtu
+	} else {
+		t.mtu = link.Attrs().MTU
 	}
 	for _, p := range prefixes {
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}

@@ -81,11 +81,13 @@ func formatShow(w io.Writer, s *vswitch.Status) {
 	fmt.Fprintf(w, "umem: %d frames of %d bytes (headroom %d), %d free\n", s.UMEM.Frames, s.UMEM.FrameSize, s.UMEM.Headroom, s.UMEM.FreeFrames)
 	if s.Underlay != nil {
 		fmt.Fprintf(w, "underlay: %s\n", portLine(s.Underlay))
+		offloadLines(w, "  ", s.Underlay.Offloads)
 	}
 	for _, b := range s.Bridges {
 		fmt.Fprintf(w, "bridge %s (vni %d, %d MACs)\n", b.Name, b.VNI, b.FDB.Entries)
 		for i := range b.Ports {
 			fmt.Fprintf(w, "  port %s\n", portLine(&b.Ports[i]))
+			offloadLines(w, "    ", b.Ports[i].Offloads)
 		}
 		for _, t := range b.Tunnels {
 			fmt.Fprintf(w, "  tunnel %s -> %s key %d", t.Local, t.Remote, t.Key)
@@ -207,5 +209,12 @@ func formatKernelStats(w io.Writer, s *vswitch.Stats) {
 		if p.Kernel != nil && len(p.Kernel.Errors) > 0 {
 			fmt.Fprintf(w, "%s: kernel counters not read: %s\n", p.Name, strings.Join(p.Kernel.Errors, "; "))
 		}
+	}
+}
+
+// offloadLines prints which offloads a port uses, one per line.
+func offloadLines(w io.Writer, indent string, o []string) {
+	for _, l := range o {
+		fmt.Fprintf(w, "%soffload: %s\n", indent, l)
 	}
 }
