@@ -417,4 +417,3 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	tc.txBytes += uint64(n)
 	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h)})
 }
-

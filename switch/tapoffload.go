@@ -71,4 +71,3 @@ func portOffloads(k portKind) []string {
 	return []string{"partial TCP/UDP checksums from the peer finished in software (TX checksum offload may stay on)",
 		"no gso: attaching XDP turns GSO off on the veth peer"}
 }
-
