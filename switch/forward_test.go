@@ -158,7 +158,6 @@ func geneveFrom(t testing.TB, remote netip.Addr, vni uint32, inner []byte, opts 
 
 func (r *rig) bytes(d desc) []byte { return r.area[d.Addr : d.Addr+uint64(d.Len)] }
 
-// tapRead returns the frames written to the internal port.
 // tapRead writes the frames queued for the internal port (flushTAPs) and
 // returns what reached it, without the virtio-net headers.
 func (r *rig) tapRead() [][]byte {
