@@ -53,6 +53,7 @@ type poller struct {
 	cpu   int
 	txIdx int
 	dests []int // AF_XDP port ids this poller may transmit to
+	hist  batchHist
 }
 
 // tapPoller reads an internal port.
@@ -63,6 +64,7 @@ type tapPoller struct {
 	core  *core
 	txIdx int
 	dests []int
+	hist  batchHist
 }
 
 func parseZeroCopy(s string) xsk.ZeroCopy {
@@ -364,6 +366,7 @@ func (p *poller) run() {
 			}
 			continue
 		}
+		p.hist.add(n)
 		c.now = clock.Tick()
 		topUp(c, p.cache)
 		c.forward(p.port, rx[:n])
@@ -428,6 +431,7 @@ func (tp *tapPoller) run() {
 			_, _ = unix.Poll(pfd, int(idleWait/time.Millisecond))
 			continue
 		}
+		tp.hist.add(n)
 		c.now = clock.Tick()
 		c.forward(tp.port, descs[:n])
 		flush(c, tp.cache, tp.dests, tp.txIdx)
