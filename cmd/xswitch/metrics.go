@@ -51,7 +51,7 @@ func listenMetrics(addr string, log *zap.Logger) (*metricsServer, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics.listen %s: %w (free the port, or write another address in metrics.listen)", addr, err)
+		return nil, fmt.Errorf("metrics.listen %s: %w (the host must be an address of this network namespace, the port free; write another address in metrics.listen)", addr, err)
 	}
 	return &metricsServer{ln: ln, log: log}, nil
 }
