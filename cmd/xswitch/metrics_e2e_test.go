@@ -78,7 +78,52 @@ func TestMetricsPrometheus(t *testing.T) {
 		t.Errorf("batch size buckets of eth0: %v (%v), want 8 (le 1..64 and +Inf)", n, err)
 	}
 	checkPromMatchesCtl(t, x1, prom)
+	checkDashboardQueries(t, prom)
 	logScrape(t, h1.NS, target)
+}
+
+// checkDashboardQueries runs every query of the Grafana dashboard
+// (docs/grafana-xswitch.json), its variables set to "all", against the
+// Prometheus that scraped xswitch: each must return data.
+func checkDashboardQueries(t *testing.T, prom *promClient) {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/grafana-xswitch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana-xswitch.json: %v", err)
+	}
+	// rate() needs two samples in its window: wait for a few scrapes (every
+	// series of the target comes with each).
+	wait.For(t, 30*time.Second, "3 scrapes in 10 s", func() bool {
+		v, err := prom.value(`count_over_time(xswitch_up[10s])`)
+		return err == nil && v >= 3
+	})
+	vars := strings.NewReplacer("$instance", ".*", "$bridge", ".*", "$__rate_interval", "10s")
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			expr := vars.Replace(tg.Expr)
+			k, err := prom.count(expr)
+			if err != nil || k == 0 {
+				t.Errorf("dashboard panel %q: %s: %d series (%v)", p.Title, expr, k, err)
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d queries in the dashboard", n)
+	}
+	t.Logf("%d dashboard queries returned data", n)
 }
 
 // promCheck is one PromQL expression and what `ctl` says it must be.
@@ -214,21 +259,39 @@ type promResponse struct {
 	} `json:"data"`
 }
 
-// value runs an instant query that must return exactly one sample.
-func (p *promClient) value(expr string) (float64, error) {
+// query runs an instant query.
+func (p *promClient) query(expr string) (*promResponse, error) {
 	body, err := nsGet(p.ns, p.base+"/api/v1/query?query="+url.QueryEscape(expr))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var r promResponse
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
-		return 0, fmt.Errorf("query %s: %w: %s", expr, err, body)
+		return nil, fmt.Errorf("query %s: %w: %s", expr, err, body)
 	}
 	if r.Status != "success" {
-		return 0, fmt.Errorf("query %s: %s", expr, r.Error)
+		return nil, fmt.Errorf("query %s: %s", expr, r.Error)
+	}
+	return &r, nil
+}
+
+// count returns how many series an instant query returns.
+func (p *promClient) count(expr string) (int, error) {
+	r, err := p.query(expr)
+	if err != nil {
+		return 0, err
+	}
+	return len(r.Data.Result), nil
+}
+
+// value runs an instant query that must return exactly one sample.
+func (p *promClient) value(expr string) (float64, error) {
+	r, err := p.query(expr)
+	if err != nil {
+		return 0, err
 	}
 	if len(r.Data.Result) != 1 {
-		return 0, fmt.Errorf("query %s: %d samples, want 1: %s", expr, len(r.Data.Result), body)
+		return 0, fmt.Errorf("query %s: %d samples, want 1: %v", expr, len(r.Data.Result), r.Data.Result)
 	}
 	s, ok := r.Data.Result[0].Value[1].(string)
 	if !ok {
