@@ -80,6 +80,50 @@ func TestMetricsPrometheus(t *testing.T) {
 	checkPromMatchesCtl(t, x1, prom)
 	checkDashboardQueries(t, prom)
 	logScrape(t, h1.NS, target)
+	stopWhileScraped(t, x1, target)
+}
+
+// stopWhileScraped stops the switch while scrapes keep coming: the metrics
+// server stops (waiting for scrapes under way) before the switch closes,
+// so the daemon exits cleanly.
+func stopWhileScraped(t *testing.T, x *e2e.Xswitch, target string) {
+	t.Helper()
+	done := make(chan struct{})
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { scraped <- n }()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := nsGet(x.NS(), "http://"+target+"/metrics"); err == nil {
+				n++
+			}
+		}
+	}()
+	wait.For(t, 10*time.Second, "xswitch to answer scrapes", func() bool {
+		_, err := nsGet(x.NS(), "http://"+target+"/metrics")
+		return err == nil
+	})
+	err := x.Stop()
+	close(done)
+	n := <-scraped
+	t.Logf("%d scrapes answered while the test stopped xswitch", n)
+	if err != nil {
+		t.Errorf("xswitch did not stop cleanly while scraped (%d scrapes during the test): %v", n, err)
+	}
+	if n == 0 {
+		t.Errorf("no scrape succeeded before the stop")
+	}
+	if !strings.Contains(x.Log(), "stopped") {
+		t.Errorf("no 'stopped' in the log:\n%s", x.Log())
+	}
+	if _, err := nsGet(x.NS(), "http://"+target+"/metrics"); err == nil {
+		t.Errorf("/metrics still answers after the stop")
+	}
 }
 
 // checkDashboardQueries runs every query of the Grafana dashboard
