@@ -58,6 +58,8 @@ type Config struct {
 	KnownOptions []OptionKind `yaml:"known_options"`
 	// Bridges are the L2 domains, one VNI each.
 	Bridges []BridgeConfig `yaml:"bridges"`
+	// Metrics serves Prometheus metrics (config_metrics.go).
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	known geneve.KnownOptions
 }
@@ -232,6 +234,7 @@ func (c *Config) Validate() error {
 		seenCPU[cpu] = true
 	}
 	validatePortOptions("port_options", &c.Ports, bad)
+	validateMetrics(&c.Metrics, bad)
 	switch c.UMEM.FrameSize {
 	case 0:
 		c.UMEM.FrameSize = 2048

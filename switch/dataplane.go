@@ -54,6 +54,7 @@ type poller struct {
 	cpu   int
 	txIdx int
 	dests []int // AF_XDP port ids this poller may transmit to
+	hist  batchHist
 }
 
 // tapPoller reads an internal port.
@@ -67,6 +68,7 @@ type tapPoller struct {
 	buf   []byte // one read: virtio-net header and a frame of up to 64 KB
 	seg   offload.Segmenter
 	batch []desc // frames read (segments) to forward
+	hist  batchHist
 }
 
 func parseZeroCopy(s string) xsk.ZeroCopy {
@@ -370,6 +372,7 @@ func (p *poller) run() {
 			}
 			continue
 		}
+		p.hist.add(n)
 		c.now = clock.Tick()
 		topUp(c, p.cache)
 		c.forward(p.port, rx[:n])
@@ -419,6 +422,7 @@ func (tp *tapPoller) run() {
 // forwardBatch forwards and transmits the frames read so far.
 func (tp *tapPoller) forwardBatch() {
 	c := tp.core
+	tp.hist.add(len(tp.batch))
 	c.forward(tp.port, tp.batch)
 	c.flushTAPs()
 	flush(c, tp.cache, tp.dests, tp.txIdx)

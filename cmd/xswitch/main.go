@@ -151,6 +151,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	go srv.serve()
 	defer srv.close()
+	ms, err := listenMetrics(cfg.Metrics.Listen, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	defer ms.close()
 
 	sw, err := vswitch.New(cfg, vswitch.Options{Logger: log, Version: version})
 	if err != nil {
@@ -163,6 +169,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	srv.attach(sw)
+	ms.serve(sw)
 	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket), zap.String("version", version))
 	code := 0
 	select {
@@ -173,6 +180,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		code = 1
 	}
 	srv.attach(nil)
+	ms.close() // scrapes read the switch
 	if err := sw.Close(); err != nil {
 		log.Error("stop", zap.Error(err))
 		code = 1
