@@ -252,11 +252,14 @@ func (d *dataPlane) close() error {
 
 func (d *dataPlane) cores() []*core { return d.all }
 
+// umemStatus reads d.umem once: the caller holds Switch.mu against Close,
+// and one read keeps a nil check and its use from seeing two values.
 func (d *dataPlane) umemStatus() UMEMStatus {
-	if d.umem == nil {
+	u := d.umem
+	if u == nil {
 		return UMEMStatus{}
 	}
-	return UMEMStatus{Frames: d.umem.NumFrames(), FrameSize: d.umem.FrameSize(), Headroom: d.umem.Headroom(), FreeFrames: d.umem.FreeFrames()}
+	return UMEMStatus{Frames: u.NumFrames(), FrameSize: u.FrameSize(), Headroom: u.Headroom(), FreeFrames: u.FreeFrames()}
 }
 
 func (d *dataPlane) portStatus(p *port) PortStatus {
@@ -347,9 +350,33 @@ func (p *poller) run() {
 			log.Warn("cannot set the poller's scheduling policy", zap.String("port", p.port.name), zap.String("policy", PolicyBatch), zap.Error(err))
 		}
 	}
+	if err := p.loop(); err != nil {
+		// The switch cannot serve this queue any more: stop the process
+		// rather than run on with a port silently gone.
+		p.dp.s.fail(fmt.Errorf("%s port %s queue %d: %w", p.port.kind, p.port.name, p.sock.Queue(), err))
+	}
 	c := p.core
+	p.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	p.cache.Flush()
+}
+
+// maxPollErrors is how many failed poll() calls in a row a poller tolerates
+// (a transient ENOMEM passes) before it gives up.
+const maxPollErrors = 10
+
+// errCheckEvery is how many idle rounds of a busy-polling poller pass
+// between two checks of its socket's error (a syscall).
+const errCheckEvery = 1024
+
+// loop receives and forwards until the data plane stops, or returns the
+// error that keeps it from going on.
+func (p *poller) loop() error {
+	c := p.core
+	log := p.dp.s.log
 	clock := p.dp.s.f.clock
 	busy := p.dp.s.cfg.BusyPoll
+	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
 	for !p.dp.stop.Load() {
 		n := p.sock.Receive(rx[:])
@@ -358,8 +385,18 @@ func (p *poller) run() {
 			p.completeIdle()
 			if !busy {
 				if err := p.sock.Wait(idleWait); err != nil && !errors.Is(err, unix.EINTR) {
+					if pollErrs++; pollErrs >= maxPollErrors {
+						return fmt.Errorf("%w (%d times in a row)", err, pollErrs)
+					}
 					log.Warn("poll", zap.String("port", p.port.name), zap.Error(err))
 					time.Sleep(idleWait)
+				} else {
+					pollErrs = 0
+				}
+			}
+			if idle++; !busy || idle%errCheckEvery == 0 {
+				if err := socketError(p.sock.Fd()); err != nil {
+					return err
 				}
 			}
 			continue
@@ -371,9 +408,21 @@ func (p *poller) run() {
 		rebalance(c, p.cache)
 		p.sock.Refill(p.cache)
 	}
-	p.cache.PutBatch(c.free)
-	c.free = c.free[:0]
-	p.cache.Flush()
+	return nil
+}
+
+// socketError returns the pending error of an AF_XDP socket: the kernel
+// sets ENETDOWN when the device under it is unregistered (deleted), after
+// which no frame ever arrives.
+func socketError(fd int) error {
+	e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("read socket error (SO_ERROR): %w", err)
+	}
+	if e != 0 {
+		return fmt.Errorf("socket error: %w (was the interface deleted?)", unix.Errno(e))
+	}
+	return nil
 }
 
 // completeIdle drains completion rings of the sockets this poller sends
@@ -391,11 +440,24 @@ func (p *poller) completeIdle() {
 
 func (tp *tapPoller) run() {
 	defer tp.dp.wg.Done()
+	if err := tp.loop(); err != nil {
+		tp.dp.s.fail(fmt.Errorf("internal port %s: %w", tp.port.name, err))
+	}
+	c := tp.core
+	tp.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	tp.cache.Flush()
+}
+
+// loop reads the TAP and forwards until the data plane stops, or returns
+// the error that keeps it from going on.
+func (tp *tapPoller) loop() error {
 	c := tp.core
 	fd := tp.port.fd
 	clock := tp.dp.s.f.clock
 	var descs [maxBurst]desc
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	pollErrs := 0
 	for !tp.dp.stop.Load() {
 		topUp(c, tp.cache)
 		n := 0
@@ -404,6 +466,11 @@ func (tp *tapPoller) run() {
 			buf := c.area[nb+copyOff : nb+c.fsize]
 			k, err := unix.Read(fd, buf)
 			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+					// EBADFD: the device was deleted under its open fd;
+					// poll() would report it at once, forever.
+					return fmt.Errorf("read: %w (was the device deleted?)", err)
+				}
 				break
 			}
 			c.free = c.free[:len(c.free)-1]
@@ -423,7 +490,14 @@ func (tp *tapPoller) run() {
 				time.Sleep(time.Millisecond)
 				continue
 			}
-			_, _ = unix.Poll(pfd, int(idleWait/time.Millisecond))
+			if _, err := unix.Poll(pfd, int(idleWait/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
+				if pollErrs++; pollErrs >= maxPollErrors {
+					return fmt.Errorf("poll: %w (%d times in a row)", err, pollErrs)
+				}
+				time.Sleep(idleWait)
+			} else {
+				pollErrs = 0
+			}
 			continue
 		}
 		c.now = clock.Tick()
@@ -431,7 +505,5 @@ func (tp *tapPoller) run() {
 		flush(c, tp.cache, tp.dests, tp.txIdx)
 		rebalance(c, tp.cache)
 	}
-	tp.cache.PutBatch(c.free)
-	c.free = c.free[:0]
-	tp.cache.Flush()
+	return nil
 }
