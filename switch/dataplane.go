@@ -91,22 +91,24 @@ func (d *dataPlane) open(s *Switch) error {
 	c := s.cfg
 	f := s.f
 	type spec struct {
-		p    *port
-		pc   xsk.PortConfig
-		ring int
-		q    int
+		p     *port
+		pc    xsk.PortConfig
+		ring  int
+		q     int
+		field string // where the port's options are configured
 	}
 	var specs []spec
 	nsock := 0
 	for _, p := range f.ports {
 		var po PortOptions
 		var pc xsk.PortConfig
+		var field string
 		switch p.kind {
 		case kindUnderlay:
-			po = c.Underlay.PortOptions
+			po, field = c.Underlay.PortOptions, "underlay"
 			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleUnderlay, LocalIPs: append([]netip.Addr(nil), s.underlayLocal...)}
 		case kindLocal:
-			po = c.Ports
+			po, field = c.Ports, "port_options"
 			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleLocal}
 		default:
 			continue
@@ -126,7 +128,7 @@ func (d *dataPlane) open(s *Switch) error {
 		pc.Queues, pc.RingSize = q, ring
 		pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
 		pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, s.log
-		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q})
+		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q, field: field})
 		nsock += q
 	}
 	nt := 0
@@ -160,8 +162,11 @@ func (d *dataPlane) open(s *Switch) error {
 	d.area = u.Area()
 	for _, sp := range specs {
 		xp, err := u.OpenPort(sp.pc)
+		if errors.Is(err, xsk.ErrNativeUnavailable) {
+			return fmt.Errorf("open the %s port: %w; set %s.xdp_mode to auto or generic", sp.p.kind, err, sp.field)
+		}
 		if err != nil {
-			return fmt.Errorf("%s port %s: %w", sp.p.kind, sp.p.name, err)
+			return fmt.Errorf("open the %s port: %w", sp.p.kind, err)
 		}
 		d.xports[sp.p.id] = xp
 		for _, sock := range xp.Sockets() {
