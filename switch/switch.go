@@ -18,6 +18,7 @@ import (
 
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/xsk"
 )
 
 // Options are the run-time settings of a Switch that are not configuration.
@@ -80,6 +81,14 @@ func CheckSystem(c *Config) error {
 			}
 		}
 	}
+	if c.Underlay != nil && c.Underlay.Interface != "" {
+		checkQueues("underlay.queues", c.Underlay.Interface, c.Underlay.Queues, bad)
+	}
+	for bi, b := range c.Bridges {
+		for _, p := range b.Ports {
+			checkQueues(fmt.Sprintf("port_options.queues (bridges[%d] port %s)", bi, p), p, c.Ports.Queues, bad)
+		}
+	}
 	for bi, b := range c.Bridges {
 		if b.HasInternal() {
 			if _, err := netlink.LinkByName(b.Name); err == nil {
@@ -106,6 +115,23 @@ func CheckSystem(c *Config) error {
 		bad("bridges", "internal ports need /dev/net/tun: %v (modprobe tun)", err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkQueues checks a configured queue count against the device's: one
+// socket per RX queue, or frames on the others would bypass the switch
+// (xsk.OpenPort refuses it; here it is refused before anything is created).
+func checkQueues(field, dev string, queues int, bad func(string, string, ...any)) {
+	if queues == 0 {
+		return
+	}
+	n, err := xsk.QueueCount(dev)
+	if err != nil {
+		return // a missing interface is reported on its own
+	}
+	if queues != n {
+		bad(field, "%d, but %s has %d RX queues: serve them all (write 0 or %d), or change the device's (ethtool -L %s combined %d)",
+			queues, dev, n, n, dev, queues)
+	}
 }
 
 func hasInternal(c *Config) bool {

@@ -309,6 +309,7 @@ func TestPortDeletedFails(t *testing.T) {
 	for _, c := range []struct{ name, dev, want string }{
 		{"internal", "br1", "internal port br1: read:"},
 		{"local", "vm1", "local port vm1 queue 0: socket error:"},
+		{"underlay", "eth0", "underlay port eth0 queue "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, hosts := e2e.Topology(t, 2)
@@ -327,12 +328,36 @@ func TestPortDeletedFails(t *testing.T) {
 				t.Errorf("the log does not name the cause (%q):\n%s", c.want, out)
 			}
 			noLink(t, h.NS, "br1")
-			if p := xdpProg(t, h.NS, h.Underlay); p != "" {
-				t.Errorf("XDP program %s left on %s", p, h.Underlay)
+			if c.dev != h.Underlay {
+				if p := xdpProg(t, h.NS, h.Underlay); p != "" {
+					t.Errorf("XDP program %s left on %s", p, h.Underlay)
+				}
+				noManagedNeigh(t, h.NS, h.Underlay)
 			}
-			noManagedNeigh(t, h.NS, h.Underlay)
 		})
 	}
+}
+
+// TestQueuesCheckedUpFront: a queue count that does not match the device
+// is refused by `check`, and by `run` before anything is created.
+func TestQueuesCheckedUpFront(t *testing.T) {
+	testnet.RequireRoot(t)
+	_, hosts := e2e.Topology(t, 2)
+	h := hosts[0]
+	cfg := filepath.Join(t.TempDir(), "x.yaml")
+	yaml := strings.Replace(xsConfig(h.Underlay, bridgeSpec{name: "br1", remotes: others(hosts, h, false)}),
+		"interface: eth0\n", "interface: eth0\n  queues: 1\n", 1)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("underlay.queues: 1, but eth0 has %d RX queues", e2e.UnderlayQueues)
+	for _, verb := range []string{"check", "run"} {
+		out, err := testnet.Cmd(h.NS, e2e.Binary(t), verb, "--config", cfg).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), "nothing was changed") {
+			t.Errorf("xswitch %s: %v, want an error with %q:\n%s", verb, err, want, out)
+		}
+	}
+	noLink(t, h.NS, "br1")
 }
 
 func testnetRun(t *testing.T, ns string, name string, args ...string) {
