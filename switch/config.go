@@ -9,15 +9,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"xswitch/geneve"
+	"xswitch/xsk"
 )
 
 // DefaultControlSocket is the control socket when none is configured: an
@@ -176,21 +177,71 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig decodes YAML (unknown keys are errors) and validates it.
+// ParseConfig decodes YAML and validates it. Every problem is reported at
+// once: unknown keys (with the nearest known key), values of the wrong
+// kind and invalid settings, each at its YAML path.
 func ParseConfig(b []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("YAML: %w (see docs/configuration.md)", err)
+	}
+	if doc.Kind == 0 {
+		return nil, fmt.Errorf("the file is empty; it needs at least `bridges:` (see docs/configuration.md)")
+	}
+	probs := checkYAML(&doc, reflect.TypeFor[Config]())
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("the file is empty; it needs at least `bridges:` (see docs/configuration.md)")
-		}
+	if err := decodeYAML(&doc, &c); err != nil && len(probs) == 0 {
+		// Something checkYAML does not know about: yaml.v3's own words.
 		return nil, fmt.Errorf("YAML: %w (see docs/configuration.md for the keys)", err)
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	var errs []error
+	for _, p := range probs {
+		errs = append(errs, p)
+	}
+	for _, err := range unjoin(c.Validate()) {
+		if !underAny(err.Error(), probs) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return &c, nil
+}
+
+// decodeYAML decodes doc into v. yaml.v3 panics on some malformed merge
+// keys (`{<<, {0}}`: "hash of unhashable type"); that is bad input, not a
+// reason to crash.
+func decodeYAML(doc *yaml.Node, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML (%v)", r)
+		}
+	}()
+	return doc.Decode(v)
+}
+
+// unjoin splits an errors.Join result.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// underAny reports whether a validation message ("field: ...") is about a
+// YAML path already reported as wrongly written: it would only repeat it.
+func underAny(msg string, probs []yamlProblem) bool {
+	field, _, _ := strings.Cut(msg, ": ")
+	for _, p := range probs {
+		if p.path == "" || field == p.path || strings.HasPrefix(field, p.path+".") || strings.HasPrefix(field, p.path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // Known returns the set of understood option kinds (valid after Validate).
@@ -498,8 +549,8 @@ func validatePortOptions(f string, p *PortOptions, bad func(string, string, ...a
 	if p.Queues < 0 || p.Queues > 256 {
 		bad(f+".queues", "%d is out of range; write 0 (all queues of the device) .. 256", p.Queues)
 	}
-	if p.RingSize != 0 && (p.RingSize < 64 || p.RingSize > 1<<16 || p.RingSize&(p.RingSize-1) != 0) {
-		bad(f+".ring_size", "%d is not a power of two between 64 and 65536; write e.g. 2048", p.RingSize)
+	if p.RingSize != 0 && (p.RingSize < xsk.MinRingSize || p.RingSize > xsk.MaxRingSize || p.RingSize&(p.RingSize-1) != 0) {
+		bad(f+".ring_size", "%d is not a power of two between %d and %d; write e.g. 2048", p.RingSize, xsk.MinRingSize, xsk.MaxRingSize)
 	}
 }
 

@@ -97,22 +97,24 @@ func (d *dataPlane) open(s *Switch) error {
 	c := s.cfg
 	f := s.f
 	type spec struct {
-		p    *port
-		pc   xsk.PortConfig
-		ring int
-		q    int
+		p     *port
+		pc    xsk.PortConfig
+		ring  int
+		q     int
+		field string // where the port's options are configured
 	}
 	var specs []spec
 	nsock := 0
 	for _, p := range f.ports {
 		var po PortOptions
 		var pc xsk.PortConfig
+		var field string
 		switch p.kind {
 		case kindUnderlay:
-			po = c.Underlay.PortOptions
+			po, field = c.Underlay.PortOptions, "underlay"
 			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleUnderlay, LocalIPs: append([]netip.Addr(nil), s.underlayLocal...)}
 		case kindLocal:
-			po = c.Ports
+			po, field = c.Ports, "port_options"
 			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleLocal}
 		default:
 			continue
@@ -132,7 +134,7 @@ func (d *dataPlane) open(s *Switch) error {
 		pc.Queues, pc.RingSize = q, ring
 		pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
 		pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, s.log
-		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q})
+		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q, field: field})
 		nsock += q
 	}
 	nt := 0
@@ -166,8 +168,11 @@ func (d *dataPlane) open(s *Switch) error {
 	d.area = u.Area()
 	for _, sp := range specs {
 		xp, err := u.OpenPort(sp.pc)
+		if errors.Is(err, xsk.ErrNativeUnavailable) {
+			return fmt.Errorf("open the %s port: %w; set %s.xdp_mode to auto or generic", sp.p.kind, err, sp.field)
+		}
 		if err != nil {
-			return fmt.Errorf("%s port %s: %w", sp.p.kind, sp.p.name, err)
+			return fmt.Errorf("open the %s port: %w", sp.p.kind, err)
 		}
 		d.xports[sp.p.id] = xp
 		for _, sock := range xp.Sockets() {
@@ -259,11 +264,14 @@ func (d *dataPlane) close() error {
 
 func (d *dataPlane) cores() []*core { return d.all }
 
+// umemStatus reads d.umem once: the caller holds Switch.mu against Close,
+// and one read keeps a nil check and its use from seeing two values.
 func (d *dataPlane) umemStatus() UMEMStatus {
-	if d.umem == nil {
+	u := d.umem
+	if u == nil {
 		return UMEMStatus{}
 	}
-	return UMEMStatus{Frames: d.umem.NumFrames(), FrameSize: d.umem.FrameSize(), Headroom: d.umem.Headroom(), FreeFrames: d.umem.FreeFrames()}
+	return UMEMStatus{Frames: u.NumFrames(), FrameSize: u.FrameSize(), Headroom: u.Headroom(), FreeFrames: u.FreeFrames()}
 }
 
 func (d *dataPlane) portStatus(p *port) PortStatus {
@@ -355,9 +363,33 @@ func (p *poller) run() {
 			log.Warn("cannot set the poller's scheduling policy", zap.String("port", p.port.name), zap.String("policy", PolicyBatch), zap.Error(err))
 		}
 	}
+	if err := p.loop(); err != nil {
+		// The switch cannot serve this queue any more: stop the process
+		// rather than run on with a port silently gone.
+		p.dp.s.fail(fmt.Errorf("%s port %s queue %d: %w", p.port.kind, p.port.name, p.sock.Queue(), err))
+	}
 	c := p.core
+	p.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	p.cache.Flush()
+}
+
+// maxPollErrors is how many failed poll() calls in a row a poller tolerates
+// (a transient ENOMEM passes) before it gives up.
+const maxPollErrors = 10
+
+// errCheckEvery is how many idle rounds of a busy-polling poller pass
+// between two checks of its socket's error (a syscall).
+const errCheckEvery = 1024
+
+// loop receives and forwards until the data plane stops, or returns the
+// error that keeps it from going on.
+func (p *poller) loop() error {
+	c := p.core
+	log := p.dp.s.log
 	clock := p.dp.s.f.clock
 	busy := p.dp.s.cfg.BusyPoll
+	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
 	for !p.dp.stop.Load() {
 		n := p.sock.Receive(rx[:])
@@ -366,8 +398,18 @@ func (p *poller) run() {
 			p.completeIdle()
 			if !busy {
 				if err := p.sock.Wait(idleWait); err != nil && !errors.Is(err, unix.EINTR) {
+					if pollErrs++; pollErrs >= maxPollErrors {
+						return fmt.Errorf("%w (%d times in a row)", err, pollErrs)
+					}
 					log.Warn("poll", zap.String("port", p.port.name), zap.Error(err))
 					time.Sleep(idleWait)
+				} else {
+					pollErrs = 0
+				}
+			}
+			if idle++; !busy || idle%errCheckEvery == 0 {
+				if err := socketError(p.sock.Fd()); err != nil {
+					return err
 				}
 			}
 			continue
@@ -381,9 +423,21 @@ func (p *poller) run() {
 		rebalance(c, p.cache)
 		p.sock.Refill(p.cache)
 	}
-	p.cache.PutBatch(c.free)
-	c.free = c.free[:0]
-	p.cache.Flush()
+	return nil
+}
+
+// socketError returns the pending error of an AF_XDP socket: the kernel
+// sets ENETDOWN when the device under it is unregistered (deleted), after
+// which no frame ever arrives.
+func socketError(fd int) error {
+	e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("read socket error (SO_ERROR): %w", err)
+	}
+	if e != 0 {
+		return fmt.Errorf("socket error: %w (was the interface deleted?)", unix.Errno(e))
+	}
+	return nil
 }
 
 // completeIdle drains completion rings of the sockets this poller sends
@@ -403,20 +457,40 @@ func (p *poller) completeIdle() {
 
 func (tp *tapPoller) run() {
 	defer tp.dp.wg.Done()
+	if err := tp.loop(); err != nil {
+		tp.dp.s.fail(fmt.Errorf("internal port %s: %w", tp.port.name, err))
+	}
+	c := tp.core
+	tp.cache.PutBatch(c.free)
+	c.free = c.free[:0]
+	tp.cache.Flush()
+}
+
+// loop reads the TAP and forwards until the data plane stops, or returns
+// the error that keeps it from going on.
+func (tp *tapPoller) loop() error {
 	c := tp.core
 	pfd := []unix.PollFd{{Fd: int32(tp.port.fd), Events: unix.POLLIN}}
+	pollErrs := 0
 	for !tp.dp.stop.Load() {
 		c.now = tp.dp.s.f.clock.Tick()
-		tp.readBurst()
+		if err := tp.readBurst(); err != nil {
+			return err
+		}
 		if len(tp.batch) == 0 {
-			_, _ = unix.Poll(pfd, int(idleWait/time.Millisecond))
+			if _, err := unix.Poll(pfd, int(idleWait/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
+				if pollErrs++; pollErrs >= maxPollErrors {
+					return fmt.Errorf("poll: %w (%d times in a row)", err, pollErrs)
+				}
+				time.Sleep(idleWait)
+			} else {
+				pollErrs = 0
+			}
 			continue
 		}
 		tp.forwardBatch()
 	}
-	tp.cache.PutBatch(c.free)
-	c.free = c.free[:0]
-	tp.cache.Flush()
+	return nil
 }
 
 // forwardBatch forwards and transmits the frames read so far.

@@ -1,6 +1,8 @@
 package vswitch
 
 import (
+	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -175,14 +177,20 @@ func (g *tapGRO) withHeader(f []byte) []byte {
 // cut into frames that fit the bridge, each written by the Segmenter
 // straight into its own UMEM frame; when the batch fills up midway it is
 // forwarded and the cutting goes on.
-func (tp *tapPoller) readBurst() {
+func (tp *tapPoller) readBurst() error {
 	for len(tp.batch) < maxBurst {
 		k, err := unix.Read(tp.port.fd, tp.buf)
 		if err != nil {
-			return // EAGAIN: nothing more (other errors: see the poll)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				return nil
+			}
+			// EBADFD: the device was deleted under its open fd; poll()
+			// would report it at once, forever.
+			return fmt.Errorf("read: %w (was the device deleted?)", err)
 		}
 		tp.segment(tp.buf[:k])
 	}
+	return nil
 }
 
 // segment cuts one frame read from the TAP (virtio-net header first) into

@@ -18,6 +18,7 @@ import (
 
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/xsk"
 )
 
 // Options are the run-time settings of a Switch that are not configuration.
@@ -48,6 +49,9 @@ type Switch struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 	started time.Time
+	// mu keeps the control path (Status, Stats, FDB: read lock) out of the
+	// part of Close that releases what they read (write lock).
+	mu sync.RWMutex
 }
 
 // CheckSystem checks what a valid configuration needs from the system,
@@ -77,6 +81,14 @@ func CheckSystem(c *Config) error {
 			}
 		}
 	}
+	if c.Underlay != nil && c.Underlay.Interface != "" {
+		checkQueues("underlay.queues", c.Underlay.Interface, c.Underlay.Queues, bad)
+	}
+	for bi, b := range c.Bridges {
+		for _, p := range b.Ports {
+			checkQueues(fmt.Sprintf("port_options.queues (bridges[%d] port %s)", bi, p), p, c.Ports.Queues, bad)
+		}
+	}
 	for bi, b := range c.Bridges {
 		if b.HasInternal() {
 			if _, err := netlink.LinkByName(b.Name); err == nil {
@@ -103,6 +115,23 @@ func CheckSystem(c *Config) error {
 		bad("bridges", "internal ports need /dev/net/tun: %v (modprobe tun)", err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkQueues checks a configured queue count against the device's: one
+// socket per RX queue, or frames on the others would bypass the switch
+// (xsk.OpenPort refuses it; here it is refused before anything is created).
+func checkQueues(field, dev string, queues int, bad func(string, string, ...any)) {
+	if queues == 0 {
+		return
+	}
+	n, err := xsk.QueueCount(dev)
+	if err != nil {
+		return // a missing interface is reported on its own
+	}
+	if queues != n {
+		bad(field, "%d, but %s has %d RX queues: serve them all (write 0 or %d), or change the device's (ethtool -L %s combined %d)",
+			queues, dev, n, n, dev, queues)
+	}
 }
 
 func hasInternal(c *Config) bool {
@@ -158,35 +187,45 @@ func underlayAddrs(l netlink.Link, configured []netip.Addr) ([]netip.Addr, error
 
 // New builds the switch from a validated configuration: it opens the AF_XDP
 // ports and the internal ports and starts resolving next hops. The pollers
-// start with Start. On error everything created is released.
-func New(c *Config, o Options) (s *Switch, err error) {
+// start with Start. On error everything created so far (internal ports, XDP
+// programs, sockets, neighbour entries) is removed and the error says why.
+func New(c *Config, o Options) (*Switch, error) {
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s = &Switch{cfg: c, opts: o, log: log, failed: make(chan error, 1), stop: make(chan struct{}), started: time.Now()}
-	defer func() {
-		if err != nil {
-			s.Close()
-			s = nil
+	// s is not a named result: a `return nil, err` must not clear it before
+	// the clean-up below runs.
+	s := &Switch{cfg: c, opts: o, log: log, failed: make(chan error, 1), stop: make(chan struct{}), started: time.Now()}
+	if err := s.build(); err != nil {
+		if cerr := s.Close(); cerr != nil {
+			err = fmt.Errorf("%w (and removing what was created: %v)", err, cerr)
 		}
-	}()
+		return nil, err
+	}
+	return s, nil
+}
+
+// build creates the ports, the data plane and the resolver of a new Switch.
+// What it created is recorded in s for Close, also when it fails half way.
+func (s *Switch) build() error {
+	c, log := s.cfg, s.log
 	f := &fabric{byVNI: map[uint32]*bridge{}, known: c.Known(), clock: flowtable.NewClock()}
 	s.f = f
 	if c.Underlay != nil {
 		l, err := netlink.LinkByName(c.Underlay.Interface)
 		if err != nil {
-			return nil, fmt.Errorf("underlay %s: %w", c.Underlay.Interface, err)
+			return fmt.Errorf("underlay %s: %w", c.Underlay.Interface, err)
 		}
 		s.underlayName = c.Underlay.Interface
 		s.underlayIdx = l.Attrs().Index
 		s.underlayMAC = l.Attrs().HardwareAddr
 		s.underlayMTU = l.Attrs().MTU
 		if s.underlayLocal, err = underlayAddrs(l, c.Underlay.Local); err != nil {
-			return nil, err
+			return err
 		}
 		if len(s.underlayLocal) == 0 {
-			return nil, fmt.Errorf("underlay %s has no IP address to be a tunnel endpoint; add one or set underlay.local_ip", s.underlayName)
+			return fmt.Errorf("underlay %s has no IP address to be a tunnel endpoint; add one or set underlay.local_ip", s.underlayName)
 		}
 		f.underlay = &port{id: 0, name: s.underlayName, kind: kindUnderlay, fd: -1, dest: 0}
 		f.ports = append(f.ports, f.underlay)
@@ -249,7 +288,7 @@ func New(c *Config, o Options) (s *Switch, err error) {
 			}
 			tap, err := openTAP(bc.Name, bc.HWAddr, mtu, bc.Prefixes)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			s.taps = append(s.taps, tap)
 			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd, maxFrame: tap.mtu + geneve.EthLen}
@@ -262,15 +301,15 @@ func New(c *Config, o Options) (s *Switch, err error) {
 		}
 	}
 	if err := s.dp.open(s); err != nil {
-		return nil, err
+		return err
 	}
 	if f.underlay != nil && len(f.tunnels) > 0 {
 		s.res = newResolver(log, s.underlayIdx, s.underlayName, s.underlayMAC, s.underlayLocal, f.tunnels)
 		if err := s.res.start(); err != nil {
-			return nil, err
+			return fmt.Errorf("next-hop resolver: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // Start starts the pollers and the MAC table aging.
@@ -278,6 +317,7 @@ func (s *Switch) Start() error {
 	if err := s.dp.start(s); err != nil {
 		return err
 	}
+	tooBig := newTooBigWatch(s.f)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -287,11 +327,12 @@ func (s *Switch) Start() error {
 			select {
 			case <-s.stop:
 				return
-			case <-t.C:
+			case wall := <-t.C:
 				now := s.f.clock.Tick()
 				for _, b := range s.f.bridges {
 					b.table.Expire(now)
 				}
+				tooBig.check(s, wall)
 			}
 		}
 	}()
@@ -301,10 +342,13 @@ func (s *Switch) Start() error {
 // Failed delivers an error if the data plane fails while running.
 func (s *Switch) Failed() <-chan error { return s.failed }
 
+// fail reports an error that stops the switch (the first one goes to
+// Failed; later ones, often consequences of it, are only logged).
 func (s *Switch) fail(err error) {
 	select {
 	case s.failed <- err:
 	default:
+		s.log.Error("switch failure", zap.Error(err))
 	}
 }
 
@@ -321,6 +365,8 @@ func (s *Switch) Close() error {
 		errs = append(errs, err)
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.res != nil {
 		s.res.close()
 	}
@@ -337,6 +383,8 @@ func (s *Switch) Close() error {
 
 // Status describes ports, tunnels and next hops.
 func (s *Switch) Status() Status {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy}
 	st.UMEM = s.dp.umemStatus()
 	for _, b := range s.f.bridges {
@@ -389,6 +437,8 @@ func (s *Switch) Status() Status {
 
 // FDB lists the MAC tables of every bridge.
 func (s *Switch) FDB() []FDBEntry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	out := []FDBEntry{}
 	now := s.f.clock.Now()
 	for _, b := range s.f.bridges {
@@ -412,6 +462,8 @@ func (s *Switch) FDB() []FDBEntry {
 
 // Stats sums the counters of every poller.
 func (s *Switch) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	ports := make([]portSum, len(s.f.ports))
 	tuns := make([]portSum, len(s.f.tunnels))
 	offs := make([]offSum, len(s.f.ports))

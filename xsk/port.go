@@ -55,6 +55,14 @@ type Port struct {
 
 const defaultRingSize = 2048
 
+// MinRingSize and MaxRingSize bound PortConfig.RingSize (a power of two).
+// Configuration validation uses them, so that a size OpenPort refuses is
+// refused before anything is created.
+const (
+	MinRingSize = 64
+	MaxRingSize = 1 << 15
+)
+
 // OpenPort attaches the steering program to the device and binds one
 // socket per queue, all sharing u, each with its own fill and completion
 // ring. It must run in the device's network namespace.
@@ -66,8 +74,8 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	if c.RingSize == 0 {
 		c.RingSize = defaultRingSize
 	}
-	if c.RingSize < 64 || c.RingSize > 1<<15 || c.RingSize&(c.RingSize-1) != 0 {
-		return nil, fmt.Errorf("port %s: RingSize %d must be a power of two from 64 to 32768", c.Interface, c.RingSize)
+	if c.RingSize < MinRingSize || c.RingSize > MaxRingSize || c.RingSize&(c.RingSize-1) != 0 {
+		return nil, fmt.Errorf("port %s: RingSize %d must be a power of two from %d to %d", c.Interface, c.RingSize, MinRingSize, MaxRingSize)
 	}
 	if c.TxBudget != 0 && (c.TxBudget < KernelTxBudget || c.TxBudget > c.RingSize) {
 		return nil, fmt.Errorf("port %s: TxBudget %d out of range: use %d to RingSize (%d), or 0 for the kernel's %d",

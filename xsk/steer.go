@@ -298,12 +298,16 @@ func (s *Steering) attach(mode XDPMode) error {
 		// Another program got attached since the check in AttachSteering.
 		return fmt.Errorf("attach XDP: another XDP program is attached to %s: %w", s.ifname, err)
 	case mode == XDPNative:
-		return fmt.Errorf("native (driver) XDP is not available (use XDPAuto or XDPGeneric): %w", err)
+		return fmt.Errorf("%w (use XDPAuto or XDPGeneric): %w", ErrNativeUnavailable, err)
 	case mode == XDPGeneric:
 		return fmt.Errorf("generic XDP is not available: %w", err)
 	}
 	return fmt.Errorf("attach XDP (native, then generic): %w", err)
 }
+
+// ErrNativeUnavailable is returned when XDPNative was asked for and the
+// device (or its driver) has no native XDP.
+var ErrNativeUnavailable = errors.New("native (driver) XDP is not available")
 
 // linkUnsupported tells whether a link.AttachXDP error means that this
 // kernel has no BPF links for XDP, the one case where attaching through

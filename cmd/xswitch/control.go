@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -34,31 +36,44 @@ type response struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 }
 
+// maxRequest is the longest request line the server reads: a command is a
+// word, and a client must not make the daemon buffer without bound.
+const maxRequest = 4096
+
+// socketMode is the permission of a filesystem control socket: connecting
+// needs write permission, so only its owner (root) and root may talk to it.
+const socketMode = 0o600
+
 // controlServer serves the control socket.
 type controlServer struct {
 	ln   net.Listener
 	path string // filesystem path to remove at close; "" for abstract sockets
 	log  *zap.Logger
-	mu   sync.Mutex
-	sw   controlled
-	wg   sync.WaitGroup
+	// mu: a request holds the read lock while it uses sw, so that detach
+	// (write lock) returns only when no request uses the switch any more
+	// and the switch can be closed under no one.
+	mu sync.RWMutex
+	sw controlled
+	wg sync.WaitGroup
+	// conns are the open connections, so that close does not wait for an
+	// idle client's deadline.
+	connMu  sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool
 }
 
 // listenControl takes the control socket. An abstract socket ("@name") in
-// use means another instance runs in this network namespace.
+// use means another instance runs in this network namespace. A filesystem
+// socket is created with mode 0600.
 func listenControl(addr string, log *zap.Logger) (*controlServer, error) {
 	path := ""
 	if !strings.HasPrefix(addr, "@") {
 		path = addr
-		// A stale socket file (its daemon died) is removed; a live one is refused.
-		if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control socket %s: another xswitch is listening there; stop it or set control_socket", addr)
-		} else if _, err := os.Stat(addr); err == nil {
-			os.Remove(addr)
+		if err := removeStaleSocket(path); err != nil {
+			return nil, err
 		}
 	}
-	ln, err := net.Listen("unix", addr)
+	ln, err := listenUnix(addr, path != "")
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("control socket %s is in use: another xswitch already runs in this network namespace (stop it first, or give this one another control_socket): %w", addr, err)
@@ -68,24 +83,104 @@ func listenControl(addr string, log *zap.Logger) (*controlServer, error) {
 	if ul, ok := ln.(*net.UnixListener); ok && path != "" {
 		ul.SetUnlinkOnClose(true)
 	}
-	return &controlServer{ln: ln, path: path, log: log}, nil
+	return &controlServer{ln: ln, path: path, log: log, conns: map[net.Conn]struct{}{}}, nil
 }
 
-// serve answers requests until Close; before attach it answers "starting".
+// listenUnix listens on addr; a filesystem socket is created with
+// socketMode, never wider for an instant (the umask applies at bind).
+func listenUnix(addr string, onDisk bool) (net.Listener, error) {
+	if !onDisk {
+		return net.Listen("unix", addr)
+	}
+	old := syscall.Umask(0o777 &^ socketMode)
+	defer syscall.Umask(old)
+	return net.Listen("unix", addr)
+}
+
+// removeStaleSocket makes room for a filesystem control socket: nothing
+// there is fine; a socket nobody listens on (its daemon died) is removed;
+// a live socket, or anything that is not a socket, is refused and left alone.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control socket %s: a %s is there, not a socket; refusing to remove it: set control_socket to another path, or move that file away", path, fileKind(fi.Mode()))
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another xswitch is listening there; stop it or set control_socket", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("control socket %s: cannot tell whether it is in use (%w); remove it if no xswitch runs, or set control_socket", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("control socket %s: remove the stale socket: %w", path, err)
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "regular file"
+	case fs.ModeDir:
+		return "directory"
+	case fs.ModeSymlink:
+		return "symbolic link"
+	case fs.ModeNamedPipe:
+		return "named pipe"
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		return "device"
+	}
+	return "file of type " + m.Type().String()
+}
+
+// serve answers requests until close; before attach it answers "starting".
 func (s *controlServer) serve() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
 		}
-		s.wg.Add(1)
+		if !s.track(c) {
+			c.Close()
+			return
+		}
 		go func() {
 			defer s.wg.Done()
+			defer s.untrack(c)
 			s.handle(c)
 		}()
 	}
 }
 
+// track registers a new connection and its handler, unless close has begun
+// (then close's wait must not miss it).
+func (s *controlServer) track(c net.Conn) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *controlServer) untrack(c net.Conn) {
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+}
+
+// attach gives the server the switch to ask; attach(nil) detaches it and
+// returns once no request in flight uses it, so that it can be closed.
 func (s *controlServer) attach(sw controlled) {
 	s.mu.Lock()
 	s.sw = sw
@@ -95,19 +190,25 @@ func (s *controlServer) attach(sw controlled) {
 func (s *controlServer) handle(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, maxRequest+1)).ReadString('\n')
 	if err != nil {
+		if len(line) > maxRequest {
+			_ = json.NewEncoder(c).Encode(response{Error: fmt.Sprintf("request longer than %d bytes; send one line: show, fdb or stats", maxRequest)})
+		}
 		return
 	}
-	cmd := strings.TrimSpace(line)
-	s.mu.Lock()
-	sw := s.sw
-	s.mu.Unlock()
+	resp := s.answer(strings.TrimSpace(line))
+	_ = json.NewEncoder(c).Encode(resp)
+}
+
+// answer runs one command against the attached switch.
+func (s *controlServer) answer(cmd string) response {
 	var resp response
 	var data any
-	switch {
+	s.mu.RLock()
+	switch sw := s.sw; {
 	case sw == nil:
-		resp.Error = "xswitch is starting"
+		resp.Error = "xswitch is starting or stopping"
 	case cmd == "show":
 		data = sw.Status()
 	case cmd == "fdb":
@@ -117,6 +218,7 @@ func (s *controlServer) handle(c net.Conn) {
 	default:
 		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb or stats", cmd)
 	}
+	s.mu.RUnlock()
 	if data != nil {
 		b, err := json.Marshal(data)
 		if err != nil {
@@ -125,13 +227,19 @@ func (s *controlServer) handle(c net.Conn) {
 			resp.Data = b
 		}
 	}
-	_ = json.NewEncoder(c).Encode(resp)
+	return resp
 }
 
-// close stops listening (removing a filesystem socket) and waits for the
-// requests in progress.
+// close stops listening (removing a filesystem socket), cuts the open
+// connections short and waits for their handlers.
 func (s *controlServer) close() {
 	s.ln.Close()
+	s.connMu.Lock()
+	s.closing = true
+	for c := range s.conns {
+		_ = c.SetDeadline(time.Now())
+	}
+	s.connMu.Unlock()
 	s.wg.Wait()
 }
 

@@ -25,7 +25,7 @@ func TestBadConfig(t *testing.T) {
 			`bridges[0].tunnels[1].remote_ip: "x" is not an IP address; write e.g. 192.0.2.1`},
 		{"bad-key", "underlay:\n  interface: eth0\nbridges:\n  - name: br1\n    tunnels:\n      - remote_ip: 198.18.0.2\n        key: 16777216\n",
 			"bridges[0].tunnels[0].key: 16777216 is out of range"},
-		{"unknown-key", "underlay:\n  interface: eth0\nbridgez: []\n", "field bridgez not found"},
+		{"unknown-key", "underlay:\n  interface: eth0\nbridgez: []\n", "bridgez: unknown key; did you mean `bridges`?"},
 		{"no-such-nic", "underlay:\n  interface: eth9\nbridges:\n  - name: br1\n    tunnels:\n      - remote_ip: 198.18.0.2\n",
 			`underlay.interface: no interface "eth9" in this network namespace`},
 		{"address-without-prefix", "underlay:\n  interface: eth0\nbridges:\n  - name: br1\n    address: 198.19.0.1\n    tunnels:\n      - remote_ip: 198.18.0.2\n",

@@ -29,7 +29,8 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it)
+  xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it,
+                                            a second one forces the exit; SIGHUP is ignored)
   xswitch check --config FILE               validate a configuration file and exit
   xswitch ctl [--socket S] show|fdb|stats [--json]
                                             ask the running switch (default socket @xswitch,
@@ -141,8 +142,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer log.Sync()
 	// Signals are caught from here on, so that a stop during set-up still
 	// cleans up what was created.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	sigs := catchSignals(log)
+	defer sigs.release()
 
 	srv, err := listenControl(cfg.ControlSocket, log)
 	if err != nil {
@@ -173,14 +174,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket), zap.String("version", version))
 	code := 0
 	select {
-	case <-ctx.Done():
-		log.Info("stopping (signal)")
+	case <-sigs.stop:
 	case err := <-sw.Failed():
 		log.Error("switch failed", zap.Error(err))
 		code = 1
 	}
+	// Detaching waits for the control requests in flight: none may read
+	// the switch while Close releases it.
 	srv.attach(nil)
 	ms.close() // scrapes read the switch
+	if os.Getenv(stallEnv) != "" {
+		log.Warn("test hook: the shutdown stalls here", zap.String("env", stallEnv))
+		select {}
+	}
 	if err := sw.Close(); err != nil {
 		log.Error("stop", zap.Error(err))
 		code = 1
@@ -247,3 +253,58 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 }
 
 var errUnknown = errors.New("unknown command")
+
+// stallEnv, when set, makes `xswitch run` stall before it cleans up after a
+// stop signal: the end-to-end tests use it to check that a second signal
+// forces the exit of a shutdown that hangs.
+const stallEnv = "XSWITCH_TEST_STALL_SHUTDOWN"
+
+// forceExit ends the process at a second stop signal.
+var forceExit = os.Exit
+
+// signals handles the daemon's signals. The first SIGINT or SIGTERM closes
+// stop; a second one exits at once (status 1), for a shutdown that hangs.
+// SIGHUP is logged and ignored: there is no configuration reload, and its
+// default action would kill the daemon without clean-up.
+type signals struct {
+	ch   chan os.Signal
+	stop chan struct{}
+	done chan struct{}
+}
+
+func catchSignals(log *zap.Logger) *signals {
+	s := &signals{ch: make(chan os.Signal, 4), stop: make(chan struct{}), done: make(chan struct{})}
+	signal.Notify(s.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go s.loop(log)
+	return s
+}
+
+func (s *signals) loop(log *zap.Logger) {
+	stopping := false
+	for {
+		select {
+		case <-s.done:
+			return
+		case sig := <-s.ch:
+			switch {
+			case sig == syscall.SIGHUP:
+				log.Warn("SIGHUP ignored: xswitch does not reload its configuration; restart it to apply a change")
+			case !stopping:
+				stopping = true
+				log.Info("stopping", zap.Stringer("signal", sig))
+				close(s.stop)
+			default:
+				log.Error("second stop signal: exiting now, without clean-up; managed neighbour entries, and XDP programs attached through netlink, may be left behind",
+					zap.Stringer("signal", sig))
+				_ = log.Sync()
+				forceExit(1)
+			}
+		}
+	}
+}
+
+// release stops catching signals.
+func (s *signals) release() {
+	signal.Stop(s.ch)
+	close(s.done)
+}
