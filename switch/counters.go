@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"xswitch/flowtable"
 	"xswitch/geneve"
 )
 
@@ -24,6 +25,7 @@ const (
 	dropSamePort                                                      // destination is the port the frame came from
 	dropSplitHorizon                                                  // known unicast from a tunnel to another tunnel
 	dropRunt                                                          // inner/local frame shorter than an Ethernet header
+	dropOwnMAC                                                        // source MAC is a static entry of another port (the switch's own MAC claimed)
 	numDropReasons
 )
 
@@ -37,7 +39,7 @@ func init() {
 		dropUnknownVNI: "unknown_vni", dropUnknownRemote: "unknown_remote", dropTooBig: "too_big",
 		dropNoNeighbour: "no_neighbour", dropTxFull: "tx_ring_full", dropNoFrame: "no_frame",
 		dropTAPWrite: "tap_write", dropBadSrcMAC: "bad_source_mac", dropSamePort: "same_port",
-		dropSplitHorizon: "split_horizon", dropRunt: "runt",
+		dropSplitHorizon: "split_horizon", dropRunt: "runt", dropOwnMAC: "own_mac",
 	} {
 		dropNames[r] = n
 	}
@@ -141,4 +143,10 @@ func (o *optCounters) addTo(m map[uint32]uint64) (overflow uint64) {
 		m[k] += atomic.LoadUint64(&o.count[i])
 	}
 	return atomic.LoadUint64(&o.overflow)
+}
+
+// fdbStats are the MAC table counters of a bridge as Status reports them.
+func fdbStats(ts flowtable.Stats) FDBStats {
+	return FDBStats{Entries: ts.Entries, Learned: ts.Learned, Moves: ts.Moves, Evictions: ts.Evictions,
+		Expired: ts.Expired, Full: ts.Full, MovesDamped: ts.MovesDamped}
 }

@@ -254,6 +254,11 @@ func New(c *Config, o Options) (s *Switch, err error) {
 			s.taps = append(s.taps, tap)
 			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd}
 			p.dest = flowtable.Dest(p.id)
+			// The internal port's MAC is static: learning never moves it to a
+			// port or tunnel that claims it (forward drops those: own_mac).
+			if err := b.table.AddStatic(flowtable.MACFrom(tap.mac), p.dest); err != nil {
+				return nil, fmt.Errorf("internal port %s: %w", bc.Name, err)
+			}
 			f.ports = append(f.ports, p)
 			b.internal = p
 			log.Info("internal port up", zap.String("name", tap.name), zap.Stringer("mac", tap.mac), zap.Int("mtu", tap.mtu),
@@ -340,8 +345,7 @@ func (s *Switch) Status() Status {
 	st.UMEM = s.dp.umemStatus()
 	for _, b := range s.f.bridges {
 		bs := BridgeStatus{Name: b.name, VNI: b.vni, Ports: []PortStatus{}, Tunnels: []TunnelStatus{}}
-		ts := b.table.Stats()
-		bs.FDB = FDBStats{Entries: ts.Entries, Learned: ts.Learned, Moves: ts.Moves, Evictions: ts.Evictions, Expired: ts.Expired, Full: ts.Full}
+		bs.FDB = fdbStats(b.table.Stats())
 		for _, p := range b.locals {
 			bs.Ports = append(bs.Ports, s.dp.portStatus(p))
 		}
