@@ -660,7 +660,11 @@ func (t *Table) write(i, keyBits, val uint64, f flapState) {
 	k := s.key.Load()
 	s.key.Store(k + verOne) // odd version: readers of this slot wait
 	s.val.Store(val)
-	t.flap[i].Store(uint32(f))
+	// Most writes leave the flap word as it is (0 for entries that never
+	// moved): a store on amd64 is a full barrier, so skip it then.
+	if fl := &t.flap[i]; fl.Load() != uint32(f) {
+		fl.Store(uint32(f))
+	}
 	s.key.Store((k+2*verOne)&^(verOne-1) | keyBits)
 }
 
