@@ -8,7 +8,10 @@
 // Many pollers (one goroutine per queue) call Lookup and Learn at the same time.
 // The table is an open-addressing hash table with linear probing whose slots are
 // two atomic 64-bit words: the key word (MAC, in-use and static flags, a 14-bit
-// version) and the value word (Dest and last-seen second). It is allocated once
+// version) and the value word (Dest and last-seen second). Beside the slots, a
+// 32-bit word per slot holds the entry's move history for flap damping (4
+// bytes per slot; written inside the slot's seqlock, moved with its entry,
+// never read by Lookup). It is allocated once
 // in New with room for MaxEntries at a load factor of at most 1/2 and never
 // grows; tables of 4 MiB and more ask for transparent huge pages, since a
 // random lookup otherwise pays a TLB miss on top of its cache miss.
@@ -111,7 +114,8 @@ const (
 	DefaultMaxEntries = 8192
 	DefaultMaxAge     = 300 * time.Second
 	DefaultEvictIdle  = 60 * time.Second
-	// MaxMaxEntries is the largest MaxEntries (2^24 entries = 512 MiB of slots).
+	// MaxMaxEntries is the largest MaxEntries (2^24 entries = 512 MiB of slots
+	// and 128 MiB of move history).
 	MaxMaxEntries = 1 << 24
 	// EvictWindow is how many slots from a new MAC's home slot are searched for
 	// an eviction victim when the table is full.
