@@ -277,3 +277,48 @@ func BenchmarkExpire64k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLearnNewIntoFullParallel: a MAC flood into a full table of active
+// hosts (every entry seen this second, none evictable): each Learn is a
+// refusal (LearnFull). Run with -cpu 1,2: refusals take no lock, so they do
+// not serialize the pollers.
+func BenchmarkLearnNewIntoFullParallel(b *testing.B) {
+	tb := New(Config{MaxEntries: 1 << 16})
+	for i, m := range randomMACs(1<<16, 21) {
+		if tb.Learn(m, Dest(i), 1) != LearnAdded {
+			b.Fatal("fill")
+		}
+	}
+	flood := randomMACs(1<<16, 22)
+	mask := len(flood) - 1
+	var seed atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seed.Add(1) * 7919)
+		for pb.Next() {
+			if tb.Learn(flood[i&mask], 1, 1) != LearnFull {
+				b.Error("flood MAC not refused")
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkLearnFlapParallel: one MAC claimed alternately from two Dests by
+// every poller (a loop, or two hosts with one MAC): after FlapMoves moves
+// the entry is held and each claim is a lock-free refusal (LearnDamped).
+func BenchmarkLearnFlapParallel(b *testing.B) {
+	tb := New(Config{})
+	m := MAC(0x0200000000f1)
+	tb.Learn(m, 1, 1)
+	var seed atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := seed.Add(1)
+		for pb.Next() {
+			tb.Learn(m, Dest(1+i&1), 1)
+			i++
+		}
+	})
+}

@@ -30,7 +30,18 @@ func NewClock() *Clock {
 // It writes shared memory only when the second changes. It returns the current
 // second.
 func (c *Clock) Tick() uint32 {
-	s := uint32(time.Since(epoch)/time.Second) + 1
+	return c.tickTo(seconds(time.Since(epoch)))
+}
+
+// seconds converts time since epoch to the clock's seconds (1 at epoch).
+func seconds(d time.Duration) uint32 {
+	return uint32(d/time.Second) + 1
+}
+
+// tickTo advances the clock to second s unless it is already there or beyond,
+// and returns the clock's second. Tick is tickTo of the time; tests drive it
+// directly with chosen seconds.
+func (c *Clock) tickTo(s uint32) uint32 {
 	for {
 		cur := c.now.Load()
 		if int32(s-cur) <= 0 {

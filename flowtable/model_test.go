@@ -17,6 +17,11 @@ type modelEntry struct {
 	d      Dest
 	seen   uint32
 	static bool
+	// Flap damping: moves made in the window that opened at winStart; held
+	// from holdStart.
+	winStart, holdStart uint32
+	moves               int
+	held                bool
 }
 
 type model struct {
@@ -29,6 +34,10 @@ type model struct {
 	maxAge int32
 	idle   int32
 	max    int
+	// Flap damping: at most flapMoves moves per flapWindow seconds, then
+	// flapHold seconds held.
+	flapMoves            int
+	flapWindow, flapHold uint32
 }
 
 const (
@@ -37,9 +46,11 @@ const (
 )
 
 func newModel(t *testing.T, mult uint64) *model {
-	tb := New(Config{MaxEntries: modelMaxEntries, MaxAge: 10 * time.Second, EvictIdle: 3 * time.Second})
+	tb := New(Config{MaxEntries: modelMaxEntries, MaxAge: 10 * time.Second, EvictIdle: 3 * time.Second,
+		FlapMoves: 2, FlapWindow: 3 * time.Second, FlapHold: 4 * time.Second})
 	tb.mult = mult | 1
-	md := &model{t: t, tb: tb, m: map[MAC]modelEntry{}, now: 1, maxAge: 10, idle: 3, max: modelMaxEntries}
+	md := &model{t: t, tb: tb, m: map[MAC]modelEntry{}, now: 1, maxAge: 10, idle: 3, max: modelMaxEntries,
+		flapMoves: 2, flapWindow: 3, flapHold: 4}
 	for i := 0; i < modelMACs; i++ {
 		md.macs = append(md.macs, MAC(0x020000000000|uint64(i)*0x010203))
 	}
@@ -84,12 +95,15 @@ func (md *model) expectedVictim(m MAC, minIdle int32) (MAC, bool) {
 
 func (md *model) learn(m MAC, d Dest) {
 	e, ok := md.m[m]
+	heldBefore := ok && e.held && md.now-e.holdStart < md.flapHold && md.live(e, md.now)
 	var victim MAC
 	var found bool
 	if !ok && len(md.m) >= md.max && !m.IsMulticast() {
 		victim, found = md.expectedVictim(m, md.idle)
 	}
+	locked := md.tb.Stats().LearnLocked
 	got := md.tb.Learn(m, d, md.now)
+	locked = md.tb.Stats().LearnLocked - locked
 	if !m.IsMulticast() {
 		md.advance(md.now)
 	}
@@ -105,10 +119,11 @@ func (md *model) learn(m MAC, d Dest) {
 		want = LearnUnchanged
 	case ok && e.d == d:
 		want = LearnRefreshed
-		md.m[m] = modelEntry{d: d, seen: md.now}
+		e.seen = md.now
+		md.m[m] = e
 	case ok:
-		want = LearnMoved
-		md.m[m] = modelEntry{d: d, seen: md.now}
+		want = md.move(&e, d)
+		md.m[m] = e
 	case len(md.m) >= md.max:
 		if !found {
 			want = LearnFull
@@ -122,6 +137,39 @@ func (md *model) learn(m MAC, d Dest) {
 	if got != want {
 		md.t.Fatalf("Learn(%s, %d, %d) = %v, model says %v", m, d, md.now, got, want)
 	}
+	// Only writes of keys and Dests lock: adding, moving and starting a
+	// hold-down. Every refusal but that one, and every refresh, is lock-free.
+	wantLocked := uint64(0)
+	if want == LearnAdded || want == LearnMoved || (want == LearnDamped && !heldBefore) {
+		wantLocked = 1
+	}
+	if locked != wantLocked {
+		md.t.Fatalf("Learn(%s, %d, %d) = %v took the writer mutex %d times, want %d", m, d, md.now, got, locked, wantLocked)
+	}
+}
+
+// move applies a move attempt of dynamic entry e to d under the damping rule
+// as documented: an aged entry is a new host (new window); a held entry stays
+// until flapHold has passed since the hold began, then counts afresh; the
+// window opens with a move and lasts flapWindow; a move beyond flapMoves in
+// the window is refused and starts the hold.
+func (md *model) move(e *modelEntry, d Dest) LearnResult {
+	now := md.now
+	switch {
+	case !md.live(*e, now):
+		e.moves, e.winStart, e.held = 1, now, false
+	case e.held && now-e.holdStart < md.flapHold:
+		return LearnDamped
+	case e.held || e.moves == 0 || now-e.winStart >= md.flapWindow:
+		e.moves, e.winStart, e.held = 1, now, false
+	case e.moves < md.flapMoves:
+		e.moves++
+	default:
+		e.held, e.holdStart = true, now
+		return LearnDamped
+	}
+	e.d, e.seen = d, now
+	return LearnMoved
 }
 
 func (md *model) addStatic(m MAC, d Dest) {
@@ -266,13 +314,14 @@ func TestModelRandom(t *testing.T) {
 		sum.Expired += s.Expired
 		sum.Full += s.Full
 		sum.StaticConflicts += s.StaticConflicts
+		sum.MovesDamped += s.MovesDamped
 		sum.Flushed += s.Flushed
 		sum.Deleted += s.Deleted
 	}
 	t.Logf("operations covered: %+v", sum)
 	// The sequences must exercise every rule, or the comparison proves little.
 	if sum.Moves == 0 || sum.Evictions == 0 || sum.Expired == 0 || sum.Full == 0 ||
-		sum.StaticConflicts == 0 || sum.Flushed == 0 || sum.Deleted == 0 {
+		sum.StaticConflicts == 0 || sum.Flushed == 0 || sum.Deleted == 0 || sum.MovesDamped == 0 {
 		t.Fatalf("a rule was never exercised: %+v", sum)
 	}
 }

@@ -64,7 +64,7 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int, homes uint64, owned 
 	}
 	var hits, misses, torn, pinnedMisses, ownedMisses atomic.Uint64
 	state := make([]atomic.Uint64, owned) // odd: the owned MAC is present (AddStatic done, Delete not begun)
-	var results [LearnFull + 1]atomic.Uint64
+	var results [len(learnNames)]atomic.Uint64
 
 	// Learners.
 	for g := 0; g < 2; g++ {
@@ -95,7 +95,13 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int, homes uint64, owned 
 			i := r.IntN(nmacs)
 			switch n := r.IntN(20); {
 			case n == 0:
-				_ = tb.AddStatic(macs[i], dest(i, r.Uint64()))
+				// At most half the table static (this goroutine is the only
+				// one adding statics among macs[:nmacs]): a table full of
+				// statics refuses every learner without locking, and they
+				// could finish while this goroutine waits to run again.
+				if statics(tb, now.Load()) < maxEntries/2 {
+					_ = tb.AddStatic(macs[i], dest(i, r.Uint64()))
+				}
 			case n < 10:
 				tb.Delete(macs[i])
 			case n < 12:
@@ -185,6 +191,16 @@ func stress(t *testing.T, maxEntries, nmacs, tickEvery int, homes uint64, owned 
 		t.Fatalf("the stress did not exercise the table: hits %d, results %v, stats %+v", hits.Load(), rs, tb.Stats())
 	}
 	checkStructure(t, tb)
+}
+
+func statics(tb *Table, now uint32) int {
+	n := 0
+	for _, e := range tb.Entries(now) {
+		if e.Static {
+			n++
+		}
+	}
+	return n
 }
 
 func itoa(v uint64) string {

@@ -8,7 +8,10 @@
 // Many pollers (one goroutine per queue) call Lookup and Learn at the same time.
 // The table is an open-addressing hash table with linear probing whose slots are
 // two atomic 64-bit words: the key word (MAC, in-use and static flags, a 14-bit
-// version) and the value word (Dest and last-seen second). It is allocated once
+// version) and the value word (Dest and last-seen second). Beside the slots, a
+// 32-bit word per slot holds the entry's move history for flap damping (4
+// bytes per slot; written inside the slot's seqlock, moved with its entry,
+// never read by Lookup). It is allocated once
 // in New with room for MaxEntries at a load factor of at most 1/2 and never
 // grows; tables of 4 MiB and more ask for transparent huge pages, since a
 // random lookup otherwise pays a TLB miss on top of its cache miss.
@@ -30,6 +33,13 @@
 //     of the value word (no lock): at most one write per entry per second.
 //     Everything that changes a key or a Dest (new MAC, move, delete, expire)
 //     takes the table's mutex, which only serializes writers.
+//   - Learn refuses without the mutex what it can decide from a snapshot: a
+//     move of a static entry (LearnStatic), a move of an entry in flap
+//     hold-down (LearnDamped) and a new MAC when the table is full and no
+//     entry near the MAC's home slot is idle enough to evict (LearnFull). So a
+//     MAC flood into a full table, a spoofer claiming a static MAC or a MAC
+//     flapping at line rate costs loads and one counter increment per frame,
+//     not a lock. Stats.LearnLocked counts the Learn calls that did lock.
 //
 // # Time and aging
 //
@@ -42,6 +52,28 @@
 // the slots. Static entries (AddStatic) never age and are never moved by
 // learning; a learning attempt that would move one is refused and counted
 // (Stats.StaticConflicts).
+//
+// # Flap damping
+//
+// A dynamic entry may move (change Dest) at most FlapMoves times (default 5)
+// within a window of FlapWindow (default 5 s) that opens with its first move.
+// The next move attempt within the window is refused and starts a hold-down
+// of FlapHold (default 10 s): the entry stays on its current Dest and every
+// move attempt is refused (LearnDamped, Stats.MovesDamped) until the hold-down
+// ends; then the count starts over. Frames whose move was refused are still
+// forwarded by the switch; only the table does not follow them. So a MAC
+// flapping at line rate (an L2 loop, two hosts with one MAC, a spoofer) costs
+// at most FlapMoves+1 locked writes per window plus hold-down instead of one
+// per frame, while a real move (a VM migrating, a bond failing over and back)
+// takes effect with its first frame. Why these values: 5 is the move count
+// of RFC 7432's MAC mobility duplicate detection (N = 5), so a later EVPN
+// layer and the learning table call the same thing flapping; a 5 s window
+// (instead of the RFC's 180 s, meant for control-plane advertisements) never
+// damps a host that moves and moves back, or a spoofer that claims a MAC
+// every few seconds (damping cannot tell who is right; static entries protect
+// the MACs that matter); a 10 s hold-down bounds a flapping MAC to about one
+// table write per second and ends well before neighbour caches (Linux: 15 to
+// 45 s reachable time) and TCP give up on a MAC held on the wrong side.
 //
 // # Limits and eviction policy
 //
@@ -82,11 +114,21 @@ const (
 	DefaultMaxEntries = 8192
 	DefaultMaxAge     = 300 * time.Second
 	DefaultEvictIdle  = 60 * time.Second
-	// MaxMaxEntries is the largest MaxEntries (2^24 entries = 512 MiB of slots).
+	// MaxMaxEntries is the largest MaxEntries (2^24 entries = 512 MiB of slots
+	// and 128 MiB of move history).
 	MaxMaxEntries = 1 << 24
 	// EvictWindow is how many slots from a new MAC's home slot are searched for
 	// an eviction victim when the table is full.
 	EvictWindow = 16
+	// Flap damping defaults (see the package documentation for why).
+	DefaultFlapMoves  = 5
+	DefaultFlapWindow = 5 * time.Second
+	DefaultFlapHold   = 10 * time.Second
+	// MaxFlapMoves bounds FlapMoves (the move count has 8 bits).
+	MaxFlapMoves = 254
+	// MaxFlapTime bounds FlapWindow and FlapHold (the window start is kept
+	// modulo 2^24 seconds; differences must stay below 2^23).
+	MaxFlapTime = (1<<22 - 1) * time.Second
 )
 
 // Config sizes a Table. Zero fields take their defaults.
@@ -101,6 +143,15 @@ type Config struct {
 	// evict it from a full table. Default 60 s; values above MaxAge are capped to
 	// MaxAge.
 	EvictIdle time.Duration
+	// FlapMoves is how many moves an entry may make within FlapWindow before
+	// further moves are refused for FlapHold. Default 5; at most MaxFlapMoves.
+	FlapMoves int
+	// FlapWindow is the window of FlapMoves. Default 5 s; rounded up to whole
+	// seconds; at most MaxFlapTime.
+	FlapWindow time.Duration
+	// FlapHold is how long a flapping entry stays where it is. Default 10 s;
+	// rounded up to whole seconds; at most MaxFlapTime.
+	FlapHold time.Duration
 }
 
 // Validate reports a configuration New would have to correct, naming the field.
@@ -117,6 +168,15 @@ func (c Config) Validate() error {
 	}
 	if c.EvictIdle < 0 {
 		return fmt.Errorf("flowtable: evict_idle %v is negative: use a positive duration (0 for the default %v)", c.EvictIdle, DefaultEvictIdle)
+	}
+	if c.FlapMoves < 0 || c.FlapMoves > MaxFlapMoves {
+		return fmt.Errorf("flowtable: flap_moves %d out of range: use 1..%d (0 for the default %d)", c.FlapMoves, MaxFlapMoves, DefaultFlapMoves)
+	}
+	if c.FlapWindow < 0 || c.FlapWindow > MaxFlapTime {
+		return fmt.Errorf("flowtable: flap_window %v out of range: use up to %v (0 for the default %v)", c.FlapWindow, MaxFlapTime, DefaultFlapWindow)
+	}
+	if c.FlapHold < 0 || c.FlapHold > MaxFlapTime {
+		return fmt.Errorf("flowtable: flap_hold %v out of range: use up to %v (0 for the default %v)", c.FlapHold, MaxFlapTime, DefaultFlapHold)
 	}
 	return nil
 }
@@ -140,9 +200,13 @@ const (
 	LearnMulticast
 	// LearnFull: table full and no idle entry to evict; refused (Stats.Full).
 	LearnFull
+	// LearnDamped: the MAC is on another Dest and in flap hold-down, or this
+	// move would exceed FlapMoves within FlapWindow; not moved
+	// (Stats.MovesDamped).
+	LearnDamped
 )
 
-var learnNames = [...]string{"unchanged", "refreshed", "added", "moved", "static_conflict", "multicast", "full"}
+var learnNames = [...]string{"unchanged", "refreshed", "added", "moved", "static_conflict", "multicast", "full", "move_damped"}
 
 func (r LearnResult) String() string {
 	if int(r) < len(learnNames) {
@@ -170,6 +234,11 @@ type Stats struct {
 	StaticConflicts uint64 // Learn attempts that would have moved a static entry
 	Flushed         uint64 // entries removed by Flush
 	Deleted         uint64 // entries removed by Delete
+	MovesDamped     uint64 // moves refused by flap damping (LearnDamped)
+	// LearnLocked counts the Learn calls that took the writer mutex (new
+	// MACs, moves, starts of a flap hold-down). Refusals (static, damped, full
+	// without an evictable entry) and refreshes never lock.
+	LearnLocked uint64
 	// LookupGaveUp counts lookups that reported a miss because entries kept
 	// shifting or a slot stayed mid-write for their whole retry budget
 	// (heavy concurrent deletion; the frame is flooded).
@@ -205,13 +274,20 @@ type slot struct {
 // Table is the MAC table of one bridge. All methods are safe for concurrent use.
 type Table struct {
 	// Read-only after New.
-	slots     []slot
-	mask      uint64
-	shift     uint8
-	mult      uint64 // random odd multiplier of the multiply-shift hash
-	maxAge    int32  // seconds
-	evictIdle int32  // seconds
-	max       int64
+	slots []slot
+	// flap[i] is the move history of the entry in slots[i] (flapState). It
+	// is written only under the seqlock of slots[i] or, for the same entry,
+	// under t.mu; Lookup never reads it.
+	flap       []atomic.Uint32
+	mask       uint64
+	shift      uint8
+	mult       uint64 // random odd multiplier of the multiply-shift hash
+	maxAge     int32  // seconds
+	evictIdle  int32  // seconds
+	flapMoves  uint32
+	flapWindow int32 // seconds
+	flapHold   int32 // seconds
+	max        int64
 
 	_ [64]byte
 	// Read by every lookup, written rarely: now once a second, moveSeq when a
@@ -226,7 +302,7 @@ type Table struct {
 	_                                                          [64]byte
 	learned, moves, evictions, expired, full, flushed, deleted atomic.Uint64
 	_                                                          [64]byte
-	staticConflicts, gaveUp                                    atomic.Uint64
+	staticConflicts, gaveUp, damped, locked                    atomic.Uint64
 }
 
 func secondsCeil(d time.Duration) int32 {
@@ -259,17 +335,32 @@ func New(c Config) *Table {
 	if c.EvictIdle > c.MaxAge {
 		c.EvictIdle = c.MaxAge
 	}
+	if c.FlapMoves <= 0 {
+		c.FlapMoves = DefaultFlapMoves
+	}
+	c.FlapMoves = min(c.FlapMoves, MaxFlapMoves)
+	if c.FlapWindow <= 0 {
+		c.FlapWindow = DefaultFlapWindow
+	}
+	if c.FlapHold <= 0 {
+		c.FlapHold = DefaultFlapHold
+	}
+	c.FlapWindow, c.FlapHold = min(c.FlapWindow, MaxFlapTime), min(c.FlapHold, MaxFlapTime)
 	// At least twice MaxEntries slots (load factor <= 1/2), at least EvictWindow.
 	n := max(2*c.MaxEntries, EvictWindow)
 	lg := bits.Len(uint(n - 1))
 	t := &Table{
-		slots:     make([]slot, 1<<lg),
-		mask:      1<<lg - 1,
-		shift:     uint8(64 - lg),
-		mult:      rand.Uint64() | 1, // per table: MAC sets crafted to collide in one table do not in another
-		maxAge:    secondsCeil(c.MaxAge),
-		evictIdle: secondsCeil(c.EvictIdle),
-		max:       int64(c.MaxEntries),
+		slots:      make([]slot, 1<<lg),
+		flap:       make([]atomic.Uint32, 1<<lg),
+		mask:       1<<lg - 1,
+		shift:      uint8(64 - lg),
+		mult:       rand.Uint64() | 1, // per table: MAC sets crafted to collide in one table do not in another
+		maxAge:     secondsCeil(c.MaxAge),
+		evictIdle:  secondsCeil(c.EvictIdle),
+		flapMoves:  uint32(c.FlapMoves),
+		flapWindow: secondsCeil(c.FlapWindow),
+		flapHold:   secondsCeil(c.FlapHold),
+		max:        int64(c.MaxEntries),
 	}
 	adviseHugePages(t.slots)
 	return t
@@ -392,8 +483,11 @@ func (t *Table) advance(now uint32) {
 
 // Learn records that source MAC m was seen on d at second now (Clock.Now). A
 // known MAC on the same Dest costs loads only within a second and one
-// compare-and-swap in a new second; new MACs and moves take the writer mutex.
-// Learn never allocates.
+// compare-and-swap in a new second. New MACs and moves take the writer mutex,
+// except when they are refused: a static MAC on another Dest (LearnStatic), a
+// move during flap hold-down (LearnDamped) and a new MAC into a full table with
+// no evictable entry (LearnFull) are decided without locking. Learn never
+// allocates.
 func (t *Table) Learn(m MAC, d Dest, now uint32) LearnResult {
 	if m.IsMulticast() {
 		return LearnMulticast
@@ -403,12 +497,20 @@ func (t *Table) Learn(m MAC, d Dest, now uint32) LearnResult {
 	for try := 0; try < 4; try++ {
 		i, k, v, ok := t.locate(id)
 		if !ok {
+			if t.count.Load() >= t.max && !t.mayEvict(uint64(m), now) {
+				t.full.Add(1)
+				return LearnFull
+			}
 			break
 		}
 		if Dest(v) != d {
 			if k&staticBit != 0 {
 				t.staticConflicts.Add(1)
 				return LearnStatic
+			}
+			if t.held(i, k, v, now) {
+				t.damped.Add(1)
+				return LearnDamped
 			}
 			break // a move: slow path
 		}
@@ -426,9 +528,89 @@ func (t *Table) Learn(m MAC, d Dest, now uint32) LearnResult {
 	return t.learnSlow(m, id, d, now)
 }
 
+// mayEvict reports, without locking, whether the EvictWindow slots from m's
+// home slot hold a dynamic entry idle for at least EvictIdle: only then can a
+// new MAC get into a full table, and only then does Learn take the mutex (which
+// decides exactly; a slot rewritten during this scan at worst sends one
+// frame's MAC to the locked path for nothing, or refuses it as a concurrent
+// learner would have).
+func (t *Table) mayEvict(m uint64, now uint32) bool {
+	i := t.home(m)
+	for n := 0; n < EvictWindow; n++ {
+		s := &t.slots[i]
+		if k := s.key.Load(); k&usedBit != 0 && k&staticBit == 0 &&
+			int32(now-uint32(s.val.Load()>>32)) >= t.evictIdle {
+			return true
+		}
+		i = (i + 1) & t.mask
+	}
+	return false
+}
+
+// flapState is an entry's move history: the second its window or hold-down
+// started (modulo 2^24) in the low 24 bits and its move count in the high 8;
+// a count of flapMoves+1 means "held". Zero is a fresh entry.
+type flapState uint32
+
+func (f flapState) start() uint32 { return uint32(f) & (1<<24 - 1) }
+func (f flapState) moves() uint32 { return uint32(f) >> 24 }
+func newFlapState(start, moves uint32) flapState {
+	return flapState(start&(1<<24-1) | moves<<24)
+}
+
+// since is how many seconds before now f started. Pollers' clocks may lag one
+// another by a second or so: a start slightly after now counts as now. A start
+// far "after" now is one more than 2^23 s (97 days) before it, where the
+// 24-bit difference wrapped: long ago. (One 2^24 s later it aliases to recent
+// again; an entry would have to live 194 days and try to move within one
+// FlapHold of that second to notice.)
+func (f flapState) since(now uint32) int32 {
+	d := int32((now-f.start())<<8) >> 8
+	switch {
+	case d >= 0:
+		return d
+	case d >= -4:
+		return 0
+	}
+	return 1 << 23
+}
+
+// held reports, without locking, whether the dynamic entry read from slot i
+// as key k, value v is in flap hold-down at now. The flap word is trusted only
+// if the slot still holds k (same version) after reading it: writers change it
+// only inside the slot's seqlock or under the mutex for the same entry.
+func (t *Table) held(i, k, v uint64, now uint32) bool {
+	f := flapState(t.flap[i].Load())
+	if t.slots[i].key.Load() != k {
+		return false // rewritten meanwhile: let the locked path decide
+	}
+	return f.moves() > t.flapMoves && f.since(now) < t.flapHold && !t.aged(k, v, now)
+}
+
+// flapStep applies one move attempt at now to the entry (key k, value v, move
+// history f): the new history and whether the move may happen (see Flap
+// damping in the package documentation). An aged entry is absent for
+// forwarding: its "move" is a new host and starts a new history.
+func (t *Table) flapStep(k, v uint64, f flapState, now uint32) (flapState, bool) {
+	n, age := f.moves(), f.since(now)
+	switch {
+	case t.aged(k, v, now):
+		return newFlapState(now, 1), true
+	case n > t.flapMoves && age < t.flapHold:
+		return f, false // held
+	case n == 0 || n > t.flapMoves || age >= t.flapWindow:
+		return newFlapState(now, 1), true // a new window
+	case n < t.flapMoves:
+		return newFlapState(f.start(), n+1), true
+	default:
+		return newFlapState(now, t.flapMoves+1), false // one move too many: hold from now
+	}
+}
+
 func (t *Table) learnSlow(m MAC, id uint64, d Dest, now uint32) LearnResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.locked.Add(1)
 	i, k, v, ok := t.locate(id)
 	val := uint64(d) | uint64(now)<<32
 	if ok {
@@ -446,7 +628,18 @@ func (t *Table) learnSlow(m MAC, id uint64, d Dest, now uint32) LearnResult {
 			t.slots[i].val.CompareAndSwap(v, val)
 			return LearnRefreshed
 		}
-		t.write(i, k&flagMask, val)
+		f := flapState(t.flap[i].Load())
+		nf, allowed := t.flapStep(k, v, f, now)
+		if !allowed {
+			if nf != f {
+				// Start of the hold-down. Same entry, mutex held: no need to
+				// rewrite the slot (lock-free readers accept either value).
+				t.flap[i].Store(uint32(nf))
+			}
+			t.damped.Add(1)
+			return LearnDamped
+		}
+		t.write(i, k&flagMask, val, nf)
 		t.moves.Add(1)
 		return LearnMoved
 	}
@@ -464,12 +657,18 @@ func (t *Table) learnSlow(m MAC, id uint64, d Dest, now uint32) LearnResult {
 	return LearnAdded
 }
 
-// write rewrites slot i under the seqlock protocol. Caller holds t.mu.
-func (t *Table) write(i, keyBits, val uint64) {
+// write rewrites slot i (and its flap word) under the seqlock protocol.
+// Caller holds t.mu.
+func (t *Table) write(i, keyBits, val uint64, f flapState) {
 	s := &t.slots[i]
 	k := s.key.Load()
 	s.key.Store(k + verOne) // odd version: readers of this slot wait
 	s.val.Store(val)
+	// Most writes leave the flap word as it is (0 for entries that never
+	// moved): a store on amd64 is a full barrier, so skip it then.
+	if fl := &t.flap[i]; fl.Load() != uint32(f) {
+		fl.Store(uint32(f))
+	}
 	s.key.Store((k+2*verOne)&^(verOne-1) | keyBits)
 }
 
@@ -479,7 +678,7 @@ func (t *Table) insert(keyBits, val uint64) {
 	for t.slots[i].key.Load()&usedBit != 0 {
 		i = (i + 1) & t.mask
 	}
-	t.write(i, keyBits, val)
+	t.write(i, keyBits, val, 0)
 	t.count.Add(1)
 }
 
@@ -519,11 +718,11 @@ func (t *Table) deleteAt(i uint64) {
 				t.moveSeq.Add(1) // odd: lookups that miss look again
 				shifting = true
 			}
-			t.write(hole, k&flagMask, t.slots[j].val.Load())
+			t.write(hole, k&flagMask, t.slots[j].val.Load(), flapState(t.flap[j].Load()))
 			hole = j
 		}
 	}
-	t.write(hole, 0, 0)
+	t.write(hole, 0, 0, 0)
 	if shifting {
 		t.moveSeq.Add(1)
 	}
@@ -544,7 +743,7 @@ func (t *Table) AddStatic(m MAC, d Dest) error {
 	id := uint64(m)&macMask | usedBit
 	val := uint64(d) | uint64(now)<<32
 	if i, _, _, ok := t.locate(id); ok {
-		t.write(i, id|staticBit, val)
+		t.write(i, id|staticBit, val, 0)
 		return nil
 	}
 	if t.count.Load() >= t.max {
@@ -557,6 +756,21 @@ func (t *Table) AddStatic(m MAC, d Dest) error {
 	}
 	t.insert(id|staticBit, val)
 	return nil
+}
+
+// RemoveStatic removes m if it is a static entry and reports whether it was:
+// a dynamic entry for m stays (configuration removing its own entry must not
+// forget what learning found meanwhile).
+func (t *Table) RemoveStatic(m MAC) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, k, _, ok := t.locate(uint64(m)&macMask | usedBit)
+	if !ok || k&staticBit == 0 {
+		return false
+	}
+	t.deleteAt(i)
+	t.deleted.Add(1)
+	return true
 }
 
 // Delete removes m (static or dynamic) and reports whether it was present.
@@ -668,6 +882,8 @@ func (t *Table) Stats() Stats {
 		StaticConflicts: t.staticConflicts.Load(),
 		Flushed:         t.flushed.Load(),
 		Deleted:         t.deleted.Load(),
+		MovesDamped:     t.damped.Load(),
+		LearnLocked:     t.locked.Load(),
 		LookupGaveUp:    t.gaveUp.Load(),
 	}
 }

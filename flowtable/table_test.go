@@ -53,29 +53,39 @@ func TestMAC(t *testing.T) {
 	}
 }
 
+// TestClock checks the clock without comparing it with the wall clock (the
+// machine may stall the test for seconds anywhere): the conversion from
+// elapsed time is checked on chosen durations, the advancing rule on chosen
+// seconds, and Tick only for what holds whatever the scheduling.
 func TestClock(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want uint32
+	}{{0, 1}, {999 * time.Millisecond, 1}, {time.Second, 2}, {90*time.Second + 1, 91}, {(1<<32 - 2) * time.Second, 1<<32 - 1}} {
+		if got := seconds(c.d); got != c.want {
+			t.Errorf("seconds(%v) = %d, want %d", c.d, got, c.want)
+		}
+	}
 	var z Clock
 	if z.Now() != 0 {
 		t.Fatal("zero clock not at 0")
 	}
-	c := NewClock()
-	s := c.Now()
-	if s < 1 {
-		t.Fatalf("NewClock().Now() = %d, want >= 1", s)
+	for _, step := range []struct{ to, want uint32 }{{5, 5}, {5, 5}, {3, 5}, {6, 6}, {1000, 1000}, {999, 1000}} {
+		if got := z.tickTo(step.to); got != step.want || z.Now() != step.want {
+			t.Fatalf("tickTo(%d) = %d, Now %d; want %d (never backwards)", step.to, got, z.Now(), step.want)
+		}
 	}
-	want := uint32(time.Since(epoch)/time.Second) + 1
-	if d := int32(want - s); d < 0 || d > 1 {
-		t.Fatalf("clock %d, expected about %d", s, want)
-	}
-	// Concurrent ticks never move it backwards.
+	// Concurrent ticks to interleaved seconds never move it backwards, and it
+	// ends at the largest.
+	c := &Clock{}
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			last := c.Now()
-			for i := 0; i < 1000; i++ {
-				n := c.Tick()
+			last := uint32(0)
+			for i := uint32(0); i < 1000; i++ {
+				n := c.tickTo(1 + i*4 + uint32(g))
 				if int32(n-last) < 0 {
 					t.Errorf("clock went back: %d after %d", n, last)
 					return
@@ -85,8 +95,20 @@ func TestClock(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := c.Now(); int32(n-s) < 0 {
-		t.Fatalf("clock went back: %d after %d", n, s)
+	if n := c.Now(); n != 1+999*4+3 {
+		t.Fatalf("clock at %d after concurrent ticks, want %d", n, 1+999*4+3)
+	}
+	// The real Tick: at least 1 once ticked, and monotonic.
+	r := NewClock()
+	prev := r.Now()
+	if prev < 1 {
+		t.Fatalf("NewClock().Now() = %d, want >= 1", prev)
+	}
+	for i := 0; i < 100; i++ {
+		if n := r.Tick(); int32(n-prev) < 0 || n != r.Now() {
+			t.Fatalf("Tick = %d after %d, Now %d", n, prev, r.Now())
+		}
+		prev = r.Now()
 	}
 }
 

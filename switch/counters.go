@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"xswitch/flowtable"
 	"xswitch/geneve"
 )
 
@@ -25,6 +26,7 @@ const (
 	dropSplitHorizon                                                  // known unicast from a tunnel to another tunnel
 	dropRunt                                                          // inner/local frame shorter than an Ethernet header
 	dropVnetHeader                                                    // internal port: virtio-net header that does not fit its frame
+	dropOwnMAC                                                        // source MAC is a static entry of another port (the switch's own MAC claimed)
 	numDropReasons
 )
 
@@ -38,7 +40,7 @@ func init() {
 		dropUnknownVNI: "unknown_vni", dropUnknownRemote: "unknown_remote", dropTooBig: "too_big",
 		dropNoNeighbour: "no_neighbour", dropTxFull: "tx_ring_full", dropNoFrame: "no_frame",
 		dropTAPWrite: "tap_write", dropBadSrcMAC: "bad_source_mac", dropSamePort: "same_port",
-		dropSplitHorizon: "split_horizon", dropRunt: "runt", dropVnetHeader: "bad_vnet_header",
+		dropSplitHorizon: "split_horizon", dropRunt: "runt", dropVnetHeader: "bad_vnet_header", dropOwnMAC: "own_mac",
 	} {
 		dropNames[r] = n
 	}
@@ -142,4 +144,10 @@ func (o *optCounters) addTo(m map[uint32]uint64) (overflow uint64) {
 		m[k] += atomic.LoadUint64(&o.count[i])
 	}
 	return atomic.LoadUint64(&o.overflow)
+}
+
+// fdbStats are the MAC table counters of a bridge as Status reports them.
+func fdbStats(ts flowtable.Stats) FDBStats {
+	return FDBStats{Entries: ts.Entries, Learned: ts.Learned, Moves: ts.Moves, Evictions: ts.Evictions,
+		Expired: ts.Expired, Full: ts.Full, MovesDamped: ts.MovesDamped}
 }

@@ -261,7 +261,17 @@ func (c *core) forward(in *port, descs []desc) {
 			c.release(base)
 			continue
 		}
-		br.table.Learn(srcMAC, src, c.now)
+		if br.table.Learn(srcMAC, src, c.now) == flowtable.LearnStatic {
+			// The source claims a MAC configured on another port (the
+			// internal port's own): a spoof or a loop, never forwarded.
+			if srcTun != nil {
+				c.tctr[srcTun.id].drops[dropOwnMAC]++
+			} else {
+				c.drop(in, dropOwnMAC)
+			}
+			c.release(base)
+			continue
+		}
 		c.notePartial(in, frame[off:off+n])
 		dstMAC := flowtable.MACFrom(frame[off:])
 		if !dstMAC.IsMulticast() {

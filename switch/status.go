@@ -70,6 +70,9 @@ type FDBStats struct {
 	Evictions uint64 `json:"evictions"`
 	Expired   uint64 `json:"expired"`
 	Full      uint64 `json:"full"`
+	// MovesDamped counts MAC moves refused by flap damping (the MAC stayed
+	// where it was; the frame was forwarded).
+	MovesDamped uint64 `json:"moves_damped"`
 }
 
 // TunnelStatus describes one tunnel and its underlay next hop.

@@ -293,6 +293,11 @@ func (s *Switch) build() error {
 			s.taps = append(s.taps, tap)
 			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd, maxFrame: tap.mtu + geneve.EthLen}
 			p.dest = flowtable.Dest(p.id)
+			// The internal port's MAC is static: learning never moves it to a
+			// port or tunnel that claims it (forward drops those: own_mac).
+			if err := b.table.AddStatic(flowtable.MACFrom(tap.mac), p.dest); err != nil {
+				return fmt.Errorf("internal port %s: %w", bc.Name, err)
+			}
 			f.ports = append(f.ports, p)
 			f.taps = append(f.taps, p)
 			b.internal = p
@@ -389,8 +394,7 @@ func (s *Switch) Status() Status {
 	st.UMEM = s.dp.umemStatus()
 	for _, b := range s.f.bridges {
 		bs := BridgeStatus{Name: b.name, VNI: b.vni, Ports: []PortStatus{}, Tunnels: []TunnelStatus{}}
-		ts := b.table.Stats()
-		bs.FDB = FDBStats{Entries: ts.Entries, Learned: ts.Learned, Moves: ts.Moves, Evictions: ts.Evictions, Expired: ts.Expired, Full: ts.Full}
+		bs.FDB = fdbStats(b.table.Stats())
 		for _, p := range b.locals {
 			bs.Ports = append(bs.Ports, s.dp.portStatus(p))
 		}
