@@ -124,6 +124,8 @@ type Report struct {
 	Results     []Result  `json:"results"`
 	Goals       []Goal    `json:"goals"`
 	Profiles    []Profile `json:"profiles,omitempty"`
+	// TCP is the iperf3 part (TestBenchTCP), when it ran.
+	TCP *TCPReport `json:"tcp,omitempty"`
 }
 
 // Host describes the machine.
