@@ -40,6 +40,11 @@ type TCPResult struct {
 	SwitchCPUBusyPct float64 `json:"switch_cpu_busy_pct,omitempty"`
 	AppCPUBusyPct    float64 `json:"app_cpu_busy_pct,omitempty"`
 
+	// Drops counted by the interfaces on the path over all runs
+	// (rx_dropped + tx_dropped), "h1/br1" → n: where the retransmitted
+	// segments were lost, when an interface saw it.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+
 	RatioOVS float64 `json:"ratio_to_ovs,omitempty"` // Gbps / OVS Gbps, same case
 
 	Mode  string `json:"mode,omitempty"`
@@ -206,6 +211,8 @@ func (t *TCPReport) Table(w io.Writer) {
 			r.SwitchCPUBusyPct, r.AppCPUBusyPct, ratio(r.RatioOVS))
 		if r.Error != "" {
 			line += " " + firstLine(r.Error)
+		} else if d := DropsString(r.Drops); d != "" {
+			line += " drops: " + d
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -224,4 +231,17 @@ func (t *TCPReport) Table(w io.Writer) {
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}
+}
+
+// DropsString lists drop counters as "h1/br1 12, vm2/eth0 3", by name.
+func DropsString(d map[string]uint64) string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = fmt.Sprintf("%s %d", k, d[k])
+	}
+	return strings.Join(keys, ", ")
 }

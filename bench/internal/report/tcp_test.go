@@ -22,6 +22,7 @@ func tcpSample() *Report {
 		t.Results = append(t.Results, r)
 	}
 	add(SystemXswitch, TCPHostHost, "", 1, 9, 10, 11)
+	t.Results[0].Drops = map[string]uint64{"vm2/eth0": 3, "h1/br1": 12}
 	add(SystemOVS, TCPHostHost, "", 1, 3, 3, 3)
 	add(SystemXswitch, TCPHostHost, "", 4, 6, 6, 6)
 	add(SystemOVS, TCPHostHost, "", 4, 3, 3, 3)
@@ -78,7 +79,7 @@ func TestTCPTableJSONSVG(t *testing.T) {
 	var b bytes.Buffer
 	rep.TCP.Table(&b)
 	out := b.String()
-	for _, s := range []string{"host-host 1", "vm-vm tx-off 1", "10.00", "3.33×", "failed: no data", "TCP goals:", "NOT met (2.00×)"} {
+	for _, s := range []string{"host-host 1", "vm-vm tx-off 1", "10.00", "3.33×", "failed: no data", "TCP goals:", "NOT met (2.00×)", "drops: h1/br1 12, vm2/eth0 3"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
