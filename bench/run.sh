@@ -11,9 +11,9 @@
 #   BENCH_XSWITCH_YAML     extra top-level xswitch settings, e.g. "busy_poll: true"
 # TCP (iperf3 host → host and VM → VM through two hosts' switches, TestBenchTCP):
 #   BENCH_TCP=1 (default)  packets, then TCP; 0: packets only; only: TCP only (make bench-tcp)
-#   QUICK=1                one stream, one run of 3 s per case
+#   QUICK=1                one stream, one run of 3 s per case (1 s warm-up)
 #   BENCH_TCP_SYSTEMS (ovs,xswitch), BENCH_TCP_CASES (host-host,vm-default,vm-txoff),
-#   BENCH_TCP_STREAMS (1,4), BENCH_TCP_RUNS (3), BENCH_TCP_TIME (10s)
+#   BENCH_TCP_STREAMS (1,4), BENCH_TCP_RUNS (3), BENCH_TCP_TIME (10s), BENCH_TCP_WARMUP (2s)
 # Writes bench/results/<timestamp>.json (the TCP figures in its "tcp" section)
 # and docs/bench-chart.svg and prints tables. See docs/benchmarks.md.
 set -euo pipefail

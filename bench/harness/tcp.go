@@ -34,8 +34,12 @@ type TCPOptions struct {
 	Cases    []TCPCase
 	Runs     int
 	Duration time.Duration // iperf3 -t
-	AppCPU   int           // iperf3, the VMs' and hosts' stacks, the wire
-	SwCPU    int           // both hosts' switches and their NAPI threads
+	// Warmup is an unrecorded iperf3 run before each case's runs: the
+	// first second on a fresh topology or offload setting is sometimes
+	// much slower (neighbours, MAC learning, the threads settling).
+	Warmup time.Duration
+	AppCPU int // iperf3, the VMs' and hosts' stacks, the wire
+	SwCPU  int // both hosts' switches and their NAPI threads
 	// Profile: after the runs of an xswitch case whose goal is not met,
 	// one more run under `perf record` of both switches.
 	Profile bool
@@ -71,7 +75,7 @@ func NewTCPBench(o TCPOptions) *TCPBench {
 		ver, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 	}
 	return &TCPBench{Opt: o, TCP: &report.TCPReport{
-		Runs: o.Runs, DurationSec: o.Duration.Seconds(), SwitchCPU: o.SwCPU, AppCPU: o.AppCPU,
+		Runs: o.Runs, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), SwitchCPU: o.SwCPU, AppCPU: o.AppCPU,
 		Placement: TCPPlacement(o.AppCPU, o.SwCPU), Iperf3: ver,
 		CPUMethod: "utime+stime (/proc/<pid>/stat) of each host's switch process and of the NAPI threads of its underlay and VM ports, over the iperf3 client's run, per Gbit received; core busy shares from /proc/stat",
 	}}
@@ -146,6 +150,10 @@ func (b *TCPBench) runCase(t *testing.T, tp *TCPTopo, sys TCPSystem, c TCPCase) 
 	if err := Reachable(src, dstIP); err != nil {
 		r.Error = err.Error()
 		return r
+	}
+	if b.Opt.Warmup > 0 {
+		// Its failure shows in the measured runs.
+		_, _ = Iperf3(dst, src, dstIP, c.Streams, b.Opt.Warmup, b.Opt.AppCPU)
 	}
 	var cpu1, cpu2, swBusy, appBusy, retr []float64
 	d0 := tp.Drops()

@@ -66,15 +66,16 @@ func TestBenchTCP(t *testing.T) {
 		t.Skip("skipped: the TCP benchmark runs from `make bench` or `make bench-tcp` (XSWITCH_BENCH=1 BENCH_TCP=1); TestBenchTCPSmoke covers it in make test")
 	}
 	quick := os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0"
-	streams, runs, dur := []string{"1", "4"}, 3, 10*time.Second
+	streams, runs, dur, warmup := []string{"1", "4"}, 3, 10*time.Second, 2*time.Second
 	if quick {
-		streams, runs, dur = []string{"1"}, 1, 3*time.Second
+		streams, runs, dur, warmup = []string{"1"}, 1, 3*time.Second, time.Second
 	}
 	o := TCPOptions{
 		Systems:  envList("BENCH_TCP_SYSTEMS", []string{report.SystemOVS, report.SystemXswitch}),
 		Cases:    tcpCases(t, envList("BENCH_TCP_CASES", []string{"host-host", "vm-default", "vm-txoff"}), envList("BENCH_TCP_STREAMS", streams)),
 		Runs:     envInt(t, "BENCH_TCP_RUNS", runs),
 		Duration: envDur(t, "BENCH_TCP_TIME", dur),
+		Warmup:   envDur(t, "BENCH_TCP_WARMUP", warmup),
 		AppCPU:   envInt(t, "BENCH_GEN_CPU", 0),
 		SwCPU:    envInt(t, "BENCH_SWITCH_CPU", 1),
 		Profile:  os.Getenv("BENCH_PROFILE") != "0",
@@ -128,7 +129,7 @@ func TestBenchTCP(t *testing.T) {
 
 // TestBenchTCPSmoke runs the TCP benchmark briefly in make test: both
 // systems, host → host and VM → VM with default offloads, one stream, one
-// run of 1 s, and checks that every figure the report needs comes out. No
+// run of 2 s, and checks that every figure the report needs comes out. No
 // speed is asserted; Open vSwitch's VMs with default offloads may move no
 // data (its AF_XDP ports do not finish partial checksums), which must then
 // be recorded as 0 with the reason, not abort the run.
@@ -138,7 +139,7 @@ func TestBenchTCPSmoke(t *testing.T) {
 		Systems: []string{report.SystemOVS, report.SystemXswitch},
 		Cases: []TCPCase{{Path: report.TCPHostHost, Streams: 1},
 			{Path: report.TCPVMVM, Offload: report.OffloadDefault, Streams: 1}},
-		Runs: 1, Duration: time.Second, AppCPU: 0, SwCPU: 1, Log: t.Logf,
+		Runs: 1, Duration: 2 * time.Second, AppCPU: 0, SwCPU: 1, Log: t.Logf,
 	})
 	runTCP(t, b)
 	if len(b.TCP.Results) != 4 {

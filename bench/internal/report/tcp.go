@@ -102,6 +102,7 @@ func (g TCPGoal) Verdict() string {
 type TCPReport struct {
 	Runs        int         `json:"runs"`
 	DurationSec float64     `json:"duration_sec"` // iperf3 -t
+	WarmupSec   float64     `json:"warmup_sec"`   // an unrecorded iperf3 run before each case
 	SwitchCPU   int         `json:"switch_cpu"`
 	AppCPU      int         `json:"app_cpu"`
 	Placement   string      `json:"placement"`
