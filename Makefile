@@ -5,7 +5,7 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BIN      := bin/xswitch
 
-.PHONY: all build test race vet fmtcheck fuzz bench demo deps clean
+.PHONY: all build test race vet fmtcheck fuzz bench bench-tcp demo deps clean
 
 all: build
 
@@ -46,6 +46,10 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+# The TCP part of make bench alone (iperf3; QUICK=1 for one short run per case).
+bench-tcp:
+	BENCH_TCP=only ./bench/run.sh
 
 demo: deps build
 	./cmd/xswitch/demo.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: pinned-CPU throughput of xswitch, Open vSwitch 3.1 AF_XDP and
-# the xsk l2fwd ceiling, in namespaces, in the same run.
+# the xsk l2fwd ceiling, in namespaces, in the same run; then TCP (iperf3)
+# through xswitch and Open vSwitch.
 #   QUICK=1                encap and decap at 64 bytes only (< 2 minutes)
 #   BENCH_SYSTEMS=...      subset of: l2fwd,xswitch,ovs
 #   BENCH_PATHS=...        subset of: encap,decap,local
@@ -8,8 +9,13 @@
 #   BENCH_RUNS, BENCH_INTERVAL (e.g. 2s), BENCH_WARMUP, BENCH_FLOWS
 #   BENCH_GEN_CPU (0), BENCH_SWITCH_CPU (1)
 #   BENCH_XSWITCH_YAML     extra top-level xswitch settings, e.g. "busy_poll: true"
-# Writes bench/results/<timestamp>.json and docs/bench-chart.svg and prints
-# a table. See docs/benchmarks.md.
+# TCP (iperf3 host → host and VM → VM through two hosts' switches, TestBenchTCP):
+#   BENCH_TCP=1 (default)  packets, then TCP; 0: packets only; only: TCP only (make bench-tcp)
+#   QUICK=1                one stream, one run of 3 s per case (1 s warm-up)
+#   BENCH_TCP_SYSTEMS (ovs,xswitch), BENCH_TCP_CASES (host-host,vm-default,vm-txoff),
+#   BENCH_TCP_STREAMS (1,4), BENCH_TCP_RUNS (3), BENCH_TCP_TIME (10s), BENCH_TCP_WARMUP (2s)
+# Writes bench/results/<timestamp>.json (the TCP figures in its "tcp" section)
+# and docs/bench-chart.svg and prints tables. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -38,5 +44,14 @@ export BENCH_CHART="${BENCH_CHART:-$root/docs/bench-chart.svg}"
 # (xswitch checks its `cpus` against its affinity) before they are pinned to
 # the switch CPU; the generator pins its own sending thread to the
 # generator CPU.
+export BENCH_TCP="${BENCH_TCP:-1}"
+export BENCH_JSON="${BENCH_JSON:-$BENCH_OUT/$(date -u +%Y%m%dT%H%M%SZ).json}"
 cd "$root/bench/harness"
-exec "$root/bin/bench-harness" -test.run '^TestBench$' -test.v -test.timeout 30m
+status=0
+if [ "$BENCH_TCP" != only ]; then
+  "$root/bin/bench-harness" -test.run '^TestBench$' -test.v -test.timeout 30m || status=$?
+fi
+if [ "$BENCH_TCP" != 0 ]; then
+  BENCH_TCP=1 "$root/bin/bench-harness" -test.run '^TestBenchTCP$' -test.v -test.timeout 40m || status=$?
+fi
+exit $status

@@ -124,6 +124,8 @@ type Report struct {
 	Results     []Result  `json:"results"`
 	Goals       []Goal    `json:"goals"`
 	Profiles    []Profile `json:"profiles,omitempty"`
+	// TCP is the iperf3 part (TestBenchTCP), when it ran.
+	TCP *TCPReport `json:"tcp,omitempty"`
 }
 
 // Host describes the machine.
@@ -306,7 +308,11 @@ type Profile struct {
 // WriteProfiles prints each profile's top entries.
 func (rep *Report) WriteProfiles(w io.Writer, n int) {
 	for _, p := range rep.Profiles {
-		fmt.Fprintf(w, "\nprofile %s %s %d B (%s):\n", p.System, p.Path, p.Size, p.Method)
+		size := ""
+		if p.Size > 0 {
+			size = fmt.Sprintf(" %d B", p.Size)
+		}
+		fmt.Fprintf(w, "\nprofile %s %s%s (%s):\n", p.System, p.Path, size, p.Method)
 		for i, e := range p.Top {
 			if i == n {
 				break

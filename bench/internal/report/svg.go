@@ -37,8 +37,32 @@ func niceStep(max float64, n int) float64 {
 
 // SVG renders a grouped bar chart of Mpps: one group per path and frame size
 // (xswitch and OVS side by side), with the l2fwd ceiling of that frame size
-// as a third bar. The result is a standalone SVG document.
+// as a third bar; below it, when the run has a TCP part, a chart of its
+// Gbit/s (tcpPanel). The result is a standalone SVG document.
 func (rep *Report) SVG() string {
+	var body strings.Builder
+	width, height := 760.0, 0.0
+	if len(rep.Results) > 0 || rep.TCP == nil {
+		p, w, h := rep.mppsPanel()
+		body.WriteString(p)
+		width, height = math.Max(width, w), h
+	}
+	if rep.TCP != nil && len(rep.TCP.Results) > 0 {
+		p, w, h := rep.tcpPanel()
+		fmt.Fprintf(&body, "<g transform=\"translate(0 %.0f)\">\n%s</g>\n", height, p)
+		width, height = math.Max(width, w), height+h
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
+	b.WriteString(body.String())
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// mppsPanel draws the Mpps chart; it returns the SVG elements and their
+// width and height.
+func (rep *Report) mppsPanel() (string, float64, float64) {
 	type group struct {
 		path string
 		size int
@@ -101,8 +125,6 @@ func (rep *Report) SVG() string {
 	y := func(v float64) float64 { return topPad + plotH - v/top*plotH }
 
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
 	title := fmt.Sprintf("Forwarded Mpps, one switch core (CPU %d), median of %d runs — %s", rep.SwitchCPU, rep.Runs, rep.Time.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, `<text x="%.0f" y="22" font-size="14" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
 	// Legend.
@@ -139,8 +161,7 @@ func (rep *Report) SVG() string {
 	}
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" fill="#555555">%s</text>`+"\n", left, height-14,
 		html.EscapeString(fmt.Sprintf("veth, 1 queue, generator on CPU %d; %s; kernel %s", rep.GenCPU, strings.TrimSpace(rep.Host.CPU), rep.Host.Kernel)))
-	b.WriteString("</svg>\n")
-	return b.String()
+	return b.String(), width, height
 }
 
 func trimFloat(v float64) string {
