@@ -103,24 +103,6 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-// BenchmarkLookupBatch64: LookupBatch over batches of 64 random MACs; ns/op
-// is per MAC.
-func BenchmarkLookupBatch64(b *testing.B) {
-	for _, sz := range sizes {
-		b.Run(sz.name, func(b *testing.B) {
-			s := set(b, sz.n)
-			tb, keys := s.tb, s.keys
-			var dests [64]Dest
-			var ok [64]bool
-			b.ResetTimer()
-			for i := 0; i < b.N; i += 64 {
-				j := i & (len(keys) - 1)
-				tb.LookupBatch(keys[j:j+64], dests[:], ok[:])
-			}
-			sink.Add(uint32(dests[0]))
-		})
-	}
-}
 
 // BenchmarkLookupNoHugePages is the 1M lookup with the slots on 4 KiB pages.
 func BenchmarkLookupNoHugePages(b *testing.B) {

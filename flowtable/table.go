@@ -453,20 +453,6 @@ func (t *Table) Lookup(m MAC) (Dest, bool) {
 	return Dest(v), true
 }
 
-// LookupBatch looks up macs[i] into dests[i] and ok[i] (dests and ok must be at
-// least as long as macs). It first touches the home slot of every MAC, so
-// that the cache misses of a batch overlap instead of being paid one after
-// another, then resolves each like Lookup. Same guarantees as Lookup.
-func (t *Table) LookupBatch(macs []MAC, dests []Dest, ok []bool) {
-	dests = dests[:len(macs)]
-	ok = ok[:len(macs)]
-	for _, m := range macs {
-		_ = t.slots[t.home(uint64(m)&macMask)].key.Load() // atomic loads are not elided
-	}
-	for i, m := range macs {
-		dests[i], ok[i] = t.Lookup(m)
-	}
-}
 
 // advance moves the table's notion of now forward (never back).
 func (t *Table) advance(now uint32) {

@@ -511,25 +511,6 @@ func TestAddStaticFullOfStatics(t *testing.T) {
 	}
 }
 
-func TestLookupBatch(t *testing.T) {
-	tb := New(Config{MaxEntries: 1024})
-	macs := randomMACs(200, 3)
-	for i, m := range macs[:100] {
-		tb.Learn(m, Dest(i), 1)
-	}
-	dests := make([]Dest, len(macs))
-	ok := make([]bool, len(macs))
-	tb.LookupBatch(macs, dests, ok)
-	for i, m := range macs {
-		d, found := tb.Lookup(m)
-		if ok[i] != found || dests[i] != d || found != (i < 100) {
-			t.Fatalf("%d %s: batch %d %v, Lookup %d %v", i, m, dests[i], ok[i], d, found)
-		}
-	}
-	if a := testing.AllocsPerRun(100, func() { tb.LookupBatch(macs, dests, ok) }); a != 0 {
-		t.Fatalf("LookupBatch: %v allocs", a)
-	}
-}
 
 func TestAllocs(t *testing.T) {
 	tb := New(Config{})

@@ -272,21 +272,3 @@ func CheckOptions(opts []byte, known *KnownOptions) Drop {
 	return DropNone
 }
 
-// CheckOptionsFunc is CheckOptions with a predicate (control path, tests):
-// known is called for critical options only.
-func CheckOptionsFunc(opts []byte, known func(class uint16, typ uint8) bool) Drop {
-	for len(opts) > 0 {
-		if len(opts) < 4 {
-			return DropBadOptLength
-		}
-		n := 4 + int(opts[3]&0x1f)*4
-		if n > len(opts) {
-			return DropBadOptLength
-		}
-		if typ := opts[2]; typ&0x80 != 0 && (known == nil || !known(binary.BigEndian.Uint16(opts), typ)) {
-			return DropCriticalOption
-		}
-		opts = opts[n:]
-	}
-	return DropNone
-}

@@ -477,10 +477,6 @@ func TestCheckOptions(t *testing.T) {
 	if err := k.Add(0xffff, 0xff); err == nil {
 		t.Fatal("full set accepted an entry")
 	}
-	fn := func(class uint16, typ uint8) bool { return class == 0x0103 && typ == 0x85 }
-	if CheckOptionsFunc(b, fn) != DropNone || CheckOptionsFunc(b, nil) != DropCriticalOption || CheckOptionsFunc(b[:5], fn) != DropBadOptLength {
-		t.Fatal("CheckOptionsFunc")
-	}
 	if CheckOptions(nil, nil) != DropNone {
 		t.Fatal("empty options")
 	}

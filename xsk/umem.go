@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -291,5 +290,3 @@ func (c *Cache) Flush() {
 	c.count.Store(0)
 }
 
-// slice64 views n uint64 at p (ring memory).
-func slice64(p unsafe.Pointer, n int) []uint64 { return unsafe.Slice((*uint64)(p), n) }
