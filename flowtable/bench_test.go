@@ -103,7 +103,6 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-
 // BenchmarkLookupNoHugePages is the 1M lookup with the slots on 4 KiB pages.
 func BenchmarkLookupNoHugePages(b *testing.B) {
 	s := setHuge(b, 1<<20, false)

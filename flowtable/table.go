@@ -453,7 +453,6 @@ func (t *Table) Lookup(m MAC) (Dest, bool) {
 	return Dest(v), true
 }
 
-
 // advance moves the table's notion of now forward (never back).
 func (t *Table) advance(now uint32) {
 	for {

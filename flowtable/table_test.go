@@ -511,7 +511,6 @@ func TestAddStaticFullOfStatics(t *testing.T) {
 	}
 }
 
-
 func TestAllocs(t *testing.T) {
 	tb := New(Config{})
 	for i := 0; i < 1000; i++ {

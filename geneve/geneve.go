@@ -271,4 +271,3 @@ func CheckOptions(opts []byte, known *KnownOptions) Drop {
 	}
 	return DropNone
 }
-

@@ -289,4 +289,3 @@ func (c *Cache) Flush() {
 	c.stack = c.stack[:0]
 	c.count.Store(0)
 }
-
