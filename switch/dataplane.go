@@ -36,7 +36,7 @@ type dataPlane struct {
 	s          *Switch
 	umem       *xsk.Umem
 	area       []byte
-	xports     map[int]*xsk.Port // by port id
+	xports     map[int]*xsk.Port  // by port id
 	txcsum     map[int]txCsumPlan // by port id (AF_XDP ports)
 	pollers    []*poller
 	tapPollers []*tapPoller
@@ -117,6 +117,13 @@ func (d *dataPlane) open(s *Switch) error {
 			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleLocal}
 		default:
 			continue
+		}
+		mtu, err := d.portMTU(p)
+		if err != nil {
+			return err
+		}
+		if err := checkFrameFit(p.kind, p.name, mtu, c.UMEM.FrameSize, 0); err != nil {
+			return err
 		}
 		q := po.Queues
 		if q == 0 {

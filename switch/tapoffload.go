@@ -72,7 +72,7 @@ func portOffloads(k portKind, tc txCsumPlan) []string {
 		} else {
 			out = append(out, "outer UDP checksum in software (0 over IPv4 as RFC 8926 allows; computed over IPv6)")
 		}
-		return append(out, "no multi-buffer (jumbo) frames: a frame must fit one UMEM frame")
+		return append(out, "no multi-buffer (jumbo) frames: the MTU must fit one UMEM frame (umem.frame_size - 274: 1774 with 2048, 3822 with 4096; refused at start otherwise)")
 	}
 	if tc.use {
 		out = append(out, "partial TCP/UDP checksums from other local ports requested from the device; those from this port's peer finished where they leave (TX checksum offload may stay on)")
