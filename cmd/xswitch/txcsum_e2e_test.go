@@ -11,6 +11,7 @@ import (
 	"xswitch/internal/e2e"
 	"xswitch/internal/tcpxfer"
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 	vswitch "xswitch/switch"
 )
 
@@ -44,6 +45,24 @@ func TestTxChecksumMetadataIPv6(t *testing.T) {
 		}
 		xs = append(xs, e2e.StartXswitch(t, h.NS, cfg))
 		vms, vmIP = append(vms, vm), append(vmIP, ip)
+	}
+	// IPv6 next hops take the kernel's neighbour discovery (about 2 s):
+	// frames sent before would be dropped as no_neighbour.
+	for _, x := range xs {
+		wait.For(t, 20*time.Second, "the IPv6 tunnel next hop to resolve", func() bool {
+			var st vswitch.Status
+			if err := x.CtlJSON(&st, "show"); err != nil {
+				return false
+			}
+			for _, b := range st.Bridges {
+				for _, tn := range b.Tunnels {
+					if tn.NextHop.State != "resolved" {
+						return false
+					}
+				}
+			}
+			return len(st.Bridges) > 0
+		})
 	}
 	ping(t, vms[0], vmIP[1].String(), 3)
 	ping(t, hosts[0].NS, inner4(2), 3)
