@@ -25,13 +25,13 @@ const vmMTU = 1450
 // port. The VMs keep veth's default offloads (TX checksum offload on)
 // unless txOff.
 type tcpFabric struct {
-	x      []*e2e.Xswitch
-	hosts  []*e2e.Host
-	vm     []string     // VM namespaces
-	vmIP   []netip.Addr // VM IPv4 addresses
-	vmIP6  []netip.Addr
-	hostIP []netip.Addr // internal port (br1) IPv4 addresses
-	wire   string
+	x        []*e2e.Xswitch
+	hosts    []*e2e.Host
+	vm       []string     // VM namespaces
+	vmIP     []netip.Addr // VM IPv4 addresses
+	vmIP6    []netip.Addr
+	hostIP   []netip.Addr // internal port (br1) IPv4 addresses
+	wire     string
 }
 
 func newTCPFabric(t *testing.T, txOff bool) *tcpFabric {
