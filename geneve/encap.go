@@ -49,6 +49,7 @@ type Encapsulator struct {
 	df        bool
 	ipSum     uint16 // IPv4: folded one's complement sum of the template header (lengths/ID/checksum zero)
 	udpSum    uint16 // folded sum of the pseudo header + constant UDP/Geneve words (lengths/port/checksum zero)
+	pseudo    uint16 // folded sum of the pseudo header's addresses and protocol (EncapPartial)
 	v6Word0   uint32 // IPv6: version and traffic class; the flow label is or-ed in
 	portMin   uint16
 	portRange uint64 // number of ports in the range
@@ -148,7 +149,8 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 	if e.v6 {
 		addrs = ip[8:40]
 	}
-	e.udpSum = fold(addCarry(uint64(pseudoSum(addrs)), sumBytes(0, h[e.udpOff:e.hlen])))
+	e.pseudo = pseudoSum(addrs)
+	e.udpSum = fold(addCarry(uint64(e.pseudo), sumBytes(0, h[e.udpOff:e.hlen])))
 	return e, nil
 }
 
@@ -173,11 +175,46 @@ func (e *Encapsulator) Encap(frame []byte, innerOff, innerLen int) (start int) {
 // EncapHash is Encap with a flow hash the caller already has (e.g. computed
 // once per flow); it determines the UDP source port and the IPv6 flow label.
 func (e *Encapsulator) EncapHash(frame []byte, innerOff, innerLen int, hash uint32) (start int) {
+	start, port, udpLen := e.headers(frame, innerOff, innerLen, hash)
+	if e.udpCsum {
+		b := frame[start : innerOff+innerLen]
+		binary.BigEndian.PutUint16(b[e.udpOff+6:], udpChecksum(e.udpSum, udpLen, port, b[e.hlen:]))
+	}
+	return start
+}
+
+// EncapPartial is EncapHash for a device that computes the outer UDP
+// checksum (checksum offload): where the tunnel sends UDP checksums it
+// leaves the pseudo-header sum in the field (folded, not complemented, as
+// Linux does for CHECKSUM_PARTIAL) instead of summing the payload;
+// UDPChecksumAt says where the device must compute. Where the tunnel sends
+// a zero checksum the result is EncapHash's.
+func (e *Encapsulator) EncapPartial(frame []byte, innerOff, innerLen int, hash uint32) (start int) {
+	start, _, udpLen := e.headers(frame, innerOff, innerLen, hash)
+	if e.udpCsum {
+		s := uint32(e.pseudo) + uint32(udpLen) // < 2^17
+		s = (s & 0xffff) + s>>16
+		binary.BigEndian.PutUint16(frame[start+e.udpOff+6:], uint16(s))
+	}
+	return start
+}
+
+// UDPChecksumAt is where the outer UDP checksum is computed, for checksum
+// offload: from start (the UDP header, counted from the packet's first
+// byte) to the packet's end, stored at start+offset. ok is false when the
+// tunnel sends a zero checksum (IPv4 by default).
+func (e *Encapsulator) UDPChecksumAt() (start, offset int, ok bool) {
+	return e.udpOff, 6, e.udpCsum
+}
+
+// headers writes the outer headers except the UDP checksum (left 0) and
+// returns the packet's start, the UDP source port and the UDP length.
+func (e *Encapsulator) headers(frame []byte, innerOff, innerLen int, hash uint32) (start int, port, udpLen uint16) {
 	start = innerOff - e.hlen
 	b := frame[start : innerOff+innerLen]
 	copy(b, e.hdr[:e.hlen])
-	port := e.portMin + uint16((uint64(hash)*e.portRange)>>32)
-	udpLen := uint16(e.hlen - e.udpOff + innerLen)
+	port = e.portMin + uint16((uint64(hash)*e.portRange)>>32)
+	udpLen = uint16(e.hlen - e.udpOff + innerLen)
 	u := b[e.udpOff : e.udpOff+UDPLen]
 	binary.BigEndian.PutUint16(u[0:], port)
 	binary.BigEndian.PutUint16(u[4:], udpLen)
@@ -195,10 +232,7 @@ func (e *Encapsulator) EncapHash(frame []byte, innerOff, innerLen int, hash uint
 		}
 		binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(e.ipSum, tot, id))
 	}
-	if e.udpCsum {
-		binary.BigEndian.PutUint16(u[6:], udpChecksum(e.udpSum, udpLen, port, b[e.hlen:]))
-	}
-	return start
+	return start, port, udpLen
 }
 
 const (

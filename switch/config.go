@@ -93,6 +93,11 @@ type PortOptions struct {
 	Queues int `yaml:"queues"`
 	// RingSize is the size of each AF_XDP ring (power of two; default 2048).
 	RingSize int `yaml:"ring_size"`
+	// TxChecksumOffload: auto (default: request TCP/UDP checksums from the
+	// device through AF_XDP TX metadata where it has xsk tx-checksum), on
+	// (also without it, computed by the kernel in copy mode: veth, tests)
+	// or off (software). See docs/offload.md.
+	TxChecksumOffload string `yaml:"tx_checksum_offload"`
 }
 
 // UMEMConfig sizes the shared UMEM.
@@ -545,6 +550,11 @@ func validatePortOptions(f string, p *PortOptions, bad func(string, string, ...a
 	case "", "auto", "on", "off":
 	default:
 		bad(f+".zero_copy", "%q is not a setting; write auto, on or off", p.ZeroCopy)
+	}
+	switch p.TxChecksumOffload {
+	case "", "auto", "on", "off":
+	default:
+		bad(f+".tx_checksum_offload", "%q is not a setting; write auto, on or off", p.TxChecksumOffload)
 	}
 	if p.Queues < 0 || p.Queues > 256 {
 		bad(f+".queues", "%d is out of range; write 0 (all queues of the device) .. 256", p.Queues)

@@ -36,7 +36,8 @@ type dataPlane struct {
 	s          *Switch
 	umem       *xsk.Umem
 	area       []byte
-	xports     map[int]*xsk.Port // by port id
+	xports     map[int]*xsk.Port  // by port id
+	txcsum     map[int]txCsumPlan // by port id (AF_XDP ports)
 	pollers    []*poller
 	tapPollers []*tapPoller
 	all        []*core
@@ -94,6 +95,7 @@ func parseXDPMode(s string) xsk.XDPMode {
 func (d *dataPlane) open(s *Switch) error {
 	d.s = s
 	d.xports = map[int]*xsk.Port{}
+	d.txcsum = map[int]txCsumPlan{}
 	c := s.cfg
 	f := s.f
 	type spec struct {
@@ -102,6 +104,7 @@ func (d *dataPlane) open(s *Switch) error {
 		ring  int
 		q     int
 		field string // where the port's options are configured
+		csum  txCsumPlan
 	}
 	var specs []spec
 	nsock := 0
@@ -119,6 +122,13 @@ func (d *dataPlane) open(s *Switch) error {
 		default:
 			continue
 		}
+		mtu, err := d.portMTU(p)
+		if err != nil {
+			return err
+		}
+		if err := checkFrameFit(p.kind, p.name, mtu, c.UMEM.FrameSize, 0); err != nil {
+			return err
+		}
 		q := po.Queues
 		if q == 0 {
 			n, err := xsk.QueueCount(p.name)
@@ -134,8 +144,17 @@ func (d *dataPlane) open(s *Switch) error {
 		pc.Queues, pc.RingSize = q, ring
 		pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
 		pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, s.log
-		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q, field: field})
+		plan, err := planTxCsum(p.name, po)
+		if err != nil {
+			return err
+		}
+		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q, field: field, csum: plan})
 		nsock += q
+	}
+	var txMeta, txSwCsum bool
+	for _, sp := range specs {
+		txMeta = txMeta || sp.csum.use
+		txSwCsum = txSwCsum || sp.csum.kernelSW
 	}
 	nt := 0
 	for _, b := range f.bridges {
@@ -160,7 +179,8 @@ func (d *dataPlane) open(s *Switch) error {
 			frames *= 2
 		}
 	}
-	u, err := xsk.NewUmem(xsk.UmemConfig{NumFrames: frames, FrameSize: c.UMEM.FrameSize, HugePages: c.UMEM.HugePages})
+	u, err := xsk.NewUmem(xsk.UmemConfig{NumFrames: frames, FrameSize: c.UMEM.FrameSize, HugePages: c.UMEM.HugePages,
+		TxMetadata: txMeta, TxSwChecksum: txSwCsum})
 	if err != nil {
 		return fmt.Errorf("UMEM of %d frames of %d bytes: %w", frames, c.UMEM.FrameSize, err)
 	}
@@ -179,8 +199,14 @@ func (d *dataPlane) open(s *Switch) error {
 			sp.p.tx = append(sp.p.tx, &txQueue{sock: sock})
 		}
 		m := xp.Mode()
+		if err := sp.csum.checkMode(sp.p.name, m.ZeroCopy); err != nil {
+			return err
+		}
+		sp.p.txCsum = sp.csum.use
+		d.txcsum[sp.p.id] = sp.csum
 		s.log.Info("AF_XDP port open", zap.String("port", sp.p.name), zap.Stringer("kind", sp.p.kind), zap.Int("queues", len(xp.Sockets())),
-			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Strings("offloads", portOffloads(sp.p.kind)))
+			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Stringer("device_features", sp.csum.feat),
+			zap.Strings("offloads", portOffloads(sp.p.kind, sp.csum)))
 	}
 	// Pollers: one per socket, pinned round-robin to the configured CPUs.
 	var xdpPorts []int
@@ -283,7 +309,7 @@ func (d *dataPlane) portStatus(p *port) PortStatus {
 	}
 	m := xp.Mode()
 	ps.Ifindex, ps.XDP, ps.Link, ps.ZeroCopy, ps.Queues = xp.Ifindex(), m.XDP, m.Link, m.ZeroCopy, len(xp.Sockets())
-	ps.Offloads = portOffloads(p.kind)
+	ps.Offloads = portOffloads(p.kind, d.txcsum[p.id])
 	ps.Copy = "copy"
 	if m.ZeroCopy {
 		ps.Copy = "zero-copy"

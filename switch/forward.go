@@ -7,6 +7,7 @@ import (
 	"xswitch/flowtable"
 	"xswitch/geneve"
 	"xswitch/offload"
+	"xswitch/xsk"
 )
 
 // portKind says what a port is.
@@ -41,6 +42,9 @@ type port struct {
 	// maxFrame is the longest frame the internal port's reader cuts the
 	// host's large frames into (the TAP's MTU plus the Ethernet header).
 	maxFrame int
+	// txCsum: the AF_XDP port's device computes checksums requested in TX
+	// metadata (txcsum.go).
+	txCsum bool
 }
 
 // tunnel is one remote endpoint of a bridge.
@@ -374,13 +378,18 @@ func (c *core) toPort(p *port, frame []byte, base uint64, off, n int) {
 		c.pend[p.id] = append(q, desc{Addr: base + uint64(off), Len: uint32(n)})
 		return
 	}
-	c.finishCsum(frame[off : off+n])
+	var opt uint32
+	if c.partial && p.txCsum && off >= xsk.TxMetadataLen {
+		opt = c.partialToDevice(p, frame, off, 0)
+	} else {
+		c.finishCsum(frame[off : off+n])
+	}
 	if len(q) == cap(q) {
 		c.drop(p, dropTxFull)
 		c.release(base)
 		return
 	}
-	c.pend[p.id] = append(q, desc{Addr: base + uint64(off), Len: uint32(n)})
+	c.pend[p.id] = append(q, desc{Addr: base + uint64(off), Len: uint32(n), Options: opt})
 }
 
 // toTunnel encapsulates a frame in place for t and queues it on the underlay.
@@ -397,10 +406,19 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 		c.release(base)
 		return
 	}
-	c.finishCsum(frame[off : off+n])
+	u := c.f.underlay
+	csStart, csOff, outer := enc.UDPChecksumAt()
+	// The device computes one checksum per frame: the outer one where the
+	// tunnel has it, else one the sender left partial.
+	innerToDevice := u.txCsum && c.partial && !outer
+	if !innerToDevice {
+		c.finishCsum(frame[off : off+n])
+	}
 	h := enc.HeaderLen()
-	if off < h {
-		// Not enough headroom (large options): move the frame back.
+	if off < h+xsk.TxMetadataLen {
+		// Not enough headroom (large options): move the frame back. The
+		// packet keeps TX metadata room in front (the kernel checks it for
+		// every descriptor of a UMEM with TX metadata).
 		if copyOff+n > len(frame) {
 			tc.drops[dropTooBig]++
 			c.release(base)
@@ -409,8 +427,19 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 		copy(frame[copyOff:], frame[off:off+n])
 		off = copyOff
 	}
-	start := enc.Encap(frame, off, n)
-	u := c.f.underlay
+	var start int
+	var opt uint32
+	switch {
+	case u.txCsum && outer:
+		start = enc.EncapPartial(frame, off, n, geneve.InnerHash(frame[off:off+n]))
+		opt = xsk.SetTxChecksum(frame, start, uint16(csStart), uint16(csOff))
+		c.off[u.id].csumDev++
+	case innerToDevice:
+		start = enc.Encap(frame, off, n)
+		opt = c.partialToDevice(u, frame, start, h)
+	default:
+		start = enc.Encap(frame, off, n)
+	}
 	q := c.pend[u.id]
 	if len(q) == cap(q) {
 		c.drop(u, dropTxFull)
@@ -419,5 +448,5 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	}
 	tc.txPackets++
 	tc.txBytes += uint64(n)
-	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h)})
+	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h), Options: opt})
 }

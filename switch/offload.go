@@ -28,6 +28,7 @@ import (
 // the poller, atomic loads by the control path).
 type offCtr struct {
 	csumDone  uint64 // partial checksums finished in software, of frames received on the port
+	csumDev   uint64 // checksums requested from the device (TX metadata), of frames sent on the port
 	tsoFrames uint64 // large (GSO) frames read from the port (TAP)
 	tsoSegs   uint64 // frames cut from them
 	groFrames uint64 // merged frames written to the port (TAP)
@@ -36,6 +37,7 @@ type offCtr struct {
 
 func (o *offCtr) addTo(s *offSum) {
 	s.csumDone += atomic.LoadUint64(&o.csumDone)
+	s.csumDev += atomic.LoadUint64(&o.csumDev)
 	s.tsoFrames += atomic.LoadUint64(&o.tsoFrames)
 	s.tsoSegs += atomic.LoadUint64(&o.tsoSegs)
 	s.groFrames += atomic.LoadUint64(&o.groFrames)
@@ -44,7 +46,7 @@ func (o *offCtr) addTo(s *offSum) {
 
 // offSum is offCtr summed over pollers.
 type offSum struct {
-	csumDone, tsoFrames, tsoSegs, groFrames, groSegs uint64
+	csumDone, csumDev, tsoFrames, tsoSegs, groFrames, groSegs uint64
 }
 
 // tapGRO is a core's state for frames toward internal ports: the Coalescer,
@@ -251,6 +253,7 @@ func segmentDrop(r offload.DropReason) dropReason {
 // fill copies the sums into a port's statistics.
 func (o *offSum) fill(ps *PortStats) {
 	ps.ChecksumsCompleted = o.csumDone
+	ps.ChecksumsOffloaded = o.csumDev
 	ps.TSOFrames, ps.TSOSegments = o.tsoFrames, o.tsoSegs
 	ps.GROFrames, ps.GROSegments = o.groFrames, o.groSegs
 }

@@ -138,6 +138,9 @@ type PortStats struct {
 	// internal port and the frames cut from them; merged frames written to
 	// an internal port and the frames merged into them.
 	ChecksumsCompleted uint64 `json:"checksums_completed"`
+	// ChecksumsOffloaded: checksums of frames sent on the port that its
+	// device computed, requested through AF_XDP TX metadata (txcsum.go).
+	ChecksumsOffloaded uint64 `json:"checksums_offloaded,omitempty"`
 	TSOFrames          uint64 `json:"tso_frames,omitempty"`
 	TSOSegments        uint64 `json:"tso_segments,omitempty"`
 	GROFrames          uint64 `json:"gro_frames,omitempty"`

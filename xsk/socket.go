@@ -189,7 +189,18 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 			Size:     uint32(u.frameSize),
 			Headroom: uint32(u.headroom),
 		}
+		if u.txMeta {
+			reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
+			reg.Tx_metadata_len = TxMetadataLen
+		}
+		if u.txSwCsum {
+			reg.Flags |= unix.XDP_UMEM_TX_SW_CSUM
+		}
 		if err := setsockopt(fd, unix.SOL_XDP, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+			if u.txMeta && errors.Is(err, unix.EINVAL) {
+				return nil, fmt.Errorf("register UMEM with TX metadata (XDP_UMEM_REG, flags %#x, tx_metadata_len %d): %w (needs Linux 6.11 or later; turn the TX checksum offload off)",
+					reg.Flags, reg.Tx_metadata_len, err)
+			}
 			return nil, fmt.Errorf("register UMEM (XDP_UMEM_REG): %w", err)
 		}
 	}

@@ -12,6 +12,7 @@
 package xsk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -34,6 +35,42 @@ type UmemConfig struct {
 	FrameSize int  // 2048 or 4096; default 2048
 	Headroom  int  // bytes reserved in front of every received packet on top of XDP_PACKET_HEADROOM; default 0
 	HugePages bool // try 2 MiB huge pages (falls back to normal pages; see HugePages())
+	// TxMetadata reserves TxMetadataLen bytes of TX metadata (struct
+	// xsk_tx_metadata) in front of every transmitted packet
+	// (XDP_UMEM_TX_METADATA_LEN, Linux 6.11+), where SetTxChecksum asks the
+	// device for an L4 checksum. Every TX packet must then start at least
+	// TxMetadataLen bytes into its frame (the kernel refuses the
+	// descriptor otherwise).
+	TxMetadata bool
+	// TxSwChecksum makes the kernel compute the checksums requested in TX
+	// metadata on the CPU in copy mode (XDP_UMEM_TX_SW_CSUM): for devices
+	// without xsk tx-checksum (veth) and tests. Needs TxMetadata.
+	TxSwChecksum bool
+}
+
+// TxMetadataLen is the TX metadata room in front of each packet of a UMEM
+// with TxMetadata: struct xsk_tx_metadata up to its checksum request
+// (flags u64, csum_start u16, csum_offset u16, padding to 8 bytes).
+const TxMetadataLen = 16
+
+// OptTxMetadata is the TX descriptor option (Desc.Options) that makes the
+// kernel read the packet's TX metadata (XDP_TX_METADATA).
+const OptTxMetadata = unix.XDP_TX_METADATA
+
+// SetTxChecksum asks the device for the L4 checksum of the packet that
+// starts at frame[off]: it writes struct xsk_tx_metadata with
+// XDP_TXMD_FLAGS_CHECKSUM into frame[off-TxMetadataLen:off] and returns
+// the option bit to or into the packet's descriptor. csumStart counts
+// from the packet's first byte, csumOffset from csumStart to the checksum
+// field, which must hold the pseudo-header sum (folded, not complemented),
+// as for CHECKSUM_PARTIAL. The UMEM needs TxMetadata. No allocation.
+func SetTxChecksum(frame []byte, off int, csumStart, csumOffset uint16) uint32 {
+	m := frame[off-TxMetadataLen : off : off]
+	binary.NativeEndian.PutUint64(m[0:], unix.XDP_TXMD_FLAGS_CHECKSUM)
+	binary.NativeEndian.PutUint16(m[8:], csumStart)
+	binary.NativeEndian.PutUint16(m[10:], csumOffset)
+	binary.NativeEndian.PutUint32(m[12:], 0)
+	return OptTxMetadata
 }
 
 const (
@@ -53,6 +90,8 @@ type Umem struct {
 	headroom  int
 	numFrames int
 	huge      bool
+	txMeta    bool
+	txSwCsum  bool
 
 	mu      sync.Mutex
 	free    []uint64 // global free stack (frame base addresses)
@@ -84,8 +123,11 @@ func NewUmem(c UmemConfig) (*Umem, error) {
 		return nil, fmt.Errorf("umem: UmemConfig.Headroom %d leaves no room for a 1518-byte frame in a %d-byte frame: use at most %d",
 			c.Headroom, c.FrameSize, c.FrameSize-unix.XDP_PACKET_HEADROOM-1536)
 	}
+	if c.TxSwChecksum && !c.TxMetadata {
+		return nil, errors.New("umem: UmemConfig.TxSwChecksum needs TxMetadata (the checksum request lives in the TX metadata)")
+	}
 	size := c.NumFrames * c.FrameSize
-	u := &Umem{frameSize: c.FrameSize, headroom: c.Headroom, numFrames: c.NumFrames}
+	u := &Umem{frameSize: c.FrameSize, headroom: c.Headroom, numFrames: c.NumFrames, txMeta: c.TxMetadata, txSwCsum: c.TxSwChecksum}
 	var err error
 	if c.HugePages {
 		hsize := (size + hugePageSize - 1) &^ (hugePageSize - 1)
@@ -131,6 +173,14 @@ func (u *Umem) Headroom() int { return u.headroom }
 
 // NumFrames is the number of frames in the UMEM.
 func (u *Umem) NumFrames() int { return u.numFrames }
+
+// TxMetadata says whether TX packets carry TxMetadataLen bytes of
+// metadata in front (UmemConfig.TxMetadata).
+func (u *Umem) TxMetadata() bool { return u.txMeta }
+
+// TxSwChecksum says whether copy-mode sockets compute requested checksums
+// on the CPU (UmemConfig.TxSwChecksum).
+func (u *Umem) TxSwChecksum() bool { return u.txSwCsum }
 
 // HugePages says whether the area is backed by huge pages.
 func (u *Umem) HugePages() bool { return u.huge }
