@@ -286,7 +286,7 @@ func (s *Switch) build() error {
 					mtu = maxMTU
 				}
 			}
-			tap, err := openTAP(bc.Name, bc.HWAddr, mtu, bc.Prefixes)
+			tap, err := openTAP(bc.Name, s.internalPortMAC(bc), mtu, bc.Prefixes)
 			if err != nil {
 				return err
 			}
