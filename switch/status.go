@@ -4,8 +4,15 @@ import "net/netip"
 
 // Status is what `xswitch ctl show` reports.
 type Status struct {
-	Version  string `json:"version"`
-	PID      int    `json:"pid"`
+	Version string `json:"version"`
+	// Revision (the source commit, Modified if the source had changes),
+	// StartedAt (RFC 3339) and UptimeSeconds are set by the daemon, which
+	// knows its build and when it started.
+	Revision      string  `json:"revision,omitempty"`
+	Modified      bool    `json:"modified,omitempty"`
+	StartedAt     string  `json:"started_at,omitempty"`
+	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
+	PID           int     `json:"pid"`
 	CPUs     []int  `json:"cpus"`
 	BusyPoll bool   `json:"busy_poll"`
 	// PollerPolicy is the pollers' scheduling policy (normal or batch).

@@ -317,7 +317,7 @@ func (s *Switch) Start() error {
 	if err := s.dp.start(s); err != nil {
 		return err
 	}
-	tooBig := newTooBigWatch(s.f)
+	drops := newDropWatch(s)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -332,7 +332,7 @@ func (s *Switch) Start() error {
 				for _, b := range s.f.bridges {
 					b.table.Expire(now)
 				}
-				tooBig.check(s, wall)
+				drops.check(wall)
 			}
 		}
 	}()
