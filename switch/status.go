@@ -13,8 +13,8 @@ type Status struct {
 	StartedAt     string  `json:"started_at,omitempty"`
 	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
 	PID           int     `json:"pid"`
-	CPUs     []int  `json:"cpus"`
-	BusyPoll bool   `json:"busy_poll"`
+	CPUs          []int   `json:"cpus"`
+	BusyPoll      bool    `json:"busy_poll"`
 	// PollerPolicy is the pollers' scheduling policy (normal or batch).
 	PollerPolicy string         `json:"poller_policy"`
 	UMEM         UMEMStatus     `json:"umem"`
