@@ -83,7 +83,7 @@ func (w *dropWatch) check(now time.Time) {
 	for i, p := range w.s.f.ports {
 		for r := dropReason(1); r < numDropReasons; r++ {
 			if d := ports[i][r] - w.ports[i][r]; d > 0 {
-				emit("frames dropped: "+dropHint(w.s, r, nil), zap.String("port", p.name), zap.String("reason", r.String()), zap.Uint64("dropped", d))
+				emit(r.String()+" drops: "+dropHint(w.s, r, nil), zap.String("port", p.name), zap.String("reason", r.String()), zap.Uint64("dropped", d))
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func (w *dropWatch) check(now time.Time) {
 			if d == 0 || (r == dropTooBig && w.tooBig.last[t.id].Equal(now)) {
 				continue // the too_big warning said it this second
 			}
-			emit("frames dropped: "+dropHint(w.s, r, t), zap.String("bridge", t.br.name), zap.String("tunnel", t.remote.String()),
+			emit(r.String()+" drops: "+dropHint(w.s, r, t), zap.String("bridge", t.br.name), zap.String("tunnel", t.remote.String()),
 				zap.String("reason", r.String()), zap.Uint64("dropped", d))
 		}
 	}
