@@ -11,7 +11,7 @@ type Status struct {
 	Revision      string  `json:"revision,omitempty"`
 	Modified      bool    `json:"modified,omitempty"`
 	StartedAt     string  `json:"started_at,omitempty"`
-	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
 	PID           int     `json:"pid"`
 	CPUs          []int   `json:"cpus"`
 	BusyPoll      bool    `json:"busy_poll"`
