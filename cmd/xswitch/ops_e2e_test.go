@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -268,5 +269,108 @@ func TestSystemdNotify(t *testing.T) {
 			t.Errorf("a notification after STOPPING=1: %q", m)
 		}
 	default:
+	}
+}
+
+// unitCapabilities are the capabilities the systemd unit leaves xswitch
+// (CapabilityBoundingSet), in setpriv's spelling, without CAP_SYS_ADMIN:
+// that one is for kernels before 5.8, which lack CAP_BPF and CAP_PERFMON.
+func unitCapabilities(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../packaging/xswitch.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapabilityBoundingSet="); ok {
+			for _, c := range strings.Fields(v) {
+				if c != "CAP_SYS_ADMIN" {
+					caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+				}
+			}
+		}
+	}
+	if len(caps) == 0 {
+		t.Fatal("no CapabilityBoundingSet in packaging/xswitch.service")
+	}
+	return caps
+}
+
+// TestUnitCapabilities: xswitch runs and forwards with only the
+// capabilities the systemd unit grants (setpriv drops the others from the
+// bounding set, as systemd does): a ping crosses the tunnel to a switch
+// with all of root's. Without CAP_BPF the start fails, saying why.
+func TestUnitCapabilities(t *testing.T) {
+	testnet.RequireRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) is needed: %v", err)
+	}
+	_, hosts := e2e.Topology(t, 2)
+	h1, h2 := hosts[0], hosts[1]
+	cfg := func(i int, h *e2e.Host) string {
+		return xsConfig(h.Underlay, bridgeSpec{name: "br1", addrs: []string{inner4(i) + "/24"}, remotes: others(hosts, h, false)})
+	}
+	caps := unitCapabilities(t)
+	start := func(caps []string) *daemon {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "xswitch.yaml")
+		if err := os.WriteFile(path, []byte(cfg(1, h1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d := &daemon{ns: h1.NS, done: make(chan struct{})}
+		d.cmd = testnet.Cmd(h1.NS, "setpriv", "--bounding-set=-all,"+strings.Join(caps, ","), "--inh-caps=-all",
+			e2e.Binary(t), "run", "--config", path)
+		d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+		if err := d.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { d.err = d.cmd.Wait(); close(d.done) }()
+		t.Cleanup(func() {
+			select {
+			case <-d.done:
+			default:
+				_ = d.cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-d.done:
+				case <-time.After(10 * time.Second):
+					_ = d.cmd.Process.Kill()
+					<-d.done
+				}
+			}
+			if t.Failed() {
+				t.Logf("xswitch under setpriv %v:\n%s", caps, d.out.String())
+			}
+		})
+		return d
+	}
+
+	var noBPF []string
+	for _, c := range caps {
+		if c != "+bpf" {
+			noBPF = append(noBPF, c)
+		}
+	}
+	d := start(noBPF)
+	if rc := d.exitCode(t, 30*time.Second); rc != 1 || !strings.Contains(d.out.String(), "operation not permitted") {
+		t.Errorf("without CAP_BPF: exit %d, want 1 and the refused BPF call in the log:\n%s", rc, d.out.String())
+	}
+
+	d = start(caps)
+	d.ready(t, "")
+	x2 := e2e.StartXswitch(t, h2.NS, cfg(2, h2))
+	waitResolved(t, x2)
+	if out, err := testnet.Try(h1.NS, "ping", "-c", "3", "-i", "0.2", "-W", "2", inner4(2)); err != nil {
+		t.Fatalf("ping from the switch with the unit's capabilities %v: %v\n%s", caps, err, out)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if rc := d.exitCode(t, 30*time.Second); rc != 0 {
+		t.Errorf("exit %d after SIGTERM with the unit's capabilities (clean-up refused?):\n%s", rc, d.out.String())
+	}
+	noLink(t, h1.NS, "br1")
+	if p := xdpProg(t, h1.NS, h1.Underlay); p != "" {
+		t.Errorf("XDP program %s left on %s", p, h1.Underlay)
 	}
 }
