@@ -45,7 +45,8 @@ const versionHelp = `usage: xswitch version
 
 Prints the version, the source revision (commit), whether the source had
 changes, the commit time and the Go version the binary was built with.
-"xswitch ctl show" prints the same of the running switch, with its uptime.
+"xswitch ctl show" prints the version and revision of the running switch,
+with its uptime.
 `
 
 const ctlHelp = `usage: xswitch ctl [--socket S] [--json] COMMAND [ARG]
