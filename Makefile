@@ -5,12 +5,48 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BIN      := bin/xswitch
 
-.PHONY: all build test race vet fmtcheck fuzz bench bench-tcp demo deps clean
+# Install locations (make install PREFIX=/usr DESTDIR=/tmp/stage).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+
+# Build stamps (xswitch version, ctl show, xswitch_build_info). go build
+# records the VCS revision itself (-buildvcs) in a plain git checkout, not
+# in a git worktree or an unpacked tarball: pass what git says explicitly.
+# VERSION= overrides the version (default: the module version Go derives
+# from a git tag, else "dev").
+VERSION  ?=
+IN_GIT   := $(shell git rev-parse --git-dir >/dev/null 2>&1 && echo yes)
+REVISION ?= $(if $(IN_GIT),$(shell git rev-parse HEAD))
+REVTIME  ?= $(if $(IN_GIT),$(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ))
+MODIFIED ?= $(if $(IN_GIT),$(shell test -z "$$(git status --porcelain)" && echo false || echo true))
+LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION)) $(if $(REVISION),-X main.revision=$(REVISION)) \
+            $(if $(REVTIME),-X main.revisionTime=$(REVTIME)) $(if $(MODIFIED),-X main.revisionModified=$(MODIFIED))
+
+.PHONY: all build install test race vet fmtcheck fuzz bench bench-tcp demo deps clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/xswitch
+	$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/xswitch
+
+# The binary, the systemd unit (paths rewritten to BINDIR and SYSCONFDIR)
+# and, when there is none yet, an example configuration to edit.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/xswitch
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/xswitch|$(BINDIR)/xswitch|g' -e 's|/etc/xswitch/|$(SYSCONFDIR)/xswitch/|g' \
+	    packaging/xswitch.service > $(DESTDIR)$(UNITDIR)/xswitch.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/xswitch.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/xswitch/xswitch.yaml ]; then \
+	  echo "kept $(DESTDIR)$(SYSCONFDIR)/xswitch/xswitch.yaml"; \
+	else \
+	  install -D -m 0644 packaging/xswitch.yaml $(DESTDIR)$(SYSCONFDIR)/xswitch/xswitch.yaml; \
+	  echo "installed the example $(DESTDIR)$(SYSCONFDIR)/xswitch/xswitch.yaml: edit it"; \
+	fi
+	@echo "next: xswitch check --config $(SYSCONFDIR)/xswitch/xswitch.yaml; systemctl daemon-reload; systemctl enable --now xswitch"
 
 deps:
 	./.ci/deps

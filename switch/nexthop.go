@@ -144,8 +144,13 @@ func (r *resolver) resolveAll() {
 		st, enc := r.resolve(t)
 		ok := enc != nil
 		old := t.enc.Load()
-		if enc != nil && old != nil && sameNextHop(t.nh.Load(), &st) {
+		prev := t.nh.Load()
+		if enc != nil && old != nil && sameNextHop(prev, &st) {
 			enc = old // unchanged: keep the encapsulator
+		}
+		if ok && r.resolved[i] && prev != nil && !sameNextHop(prev, &st) {
+			r.log.Info("tunnel next hop changed", zap.String("bridge", t.br.name), zap.Stringer("remote", t.remote),
+				zap.String("gateway", st.Gateway), zap.String("mac", st.MAC), zap.String("previous_gateway", prev.Gateway), zap.String("previous_mac", prev.MAC))
 		}
 		if enc != old {
 			t.enc.Store(enc)

@@ -4,10 +4,17 @@ import "net/netip"
 
 // Status is what `xswitch ctl show` reports.
 type Status struct {
-	Version  string `json:"version"`
-	PID      int    `json:"pid"`
-	CPUs     []int  `json:"cpus"`
-	BusyPoll bool   `json:"busy_poll"`
+	Version string `json:"version"`
+	// Revision (the source commit, Modified if the source had changes),
+	// StartedAt (RFC 3339) and UptimeSeconds are set by the daemon, which
+	// knows its build and when it started.
+	Revision      string  `json:"revision,omitempty"`
+	Modified      bool    `json:"modified,omitempty"`
+	StartedAt     string  `json:"started_at,omitempty"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	PID           int     `json:"pid"`
+	CPUs          []int   `json:"cpus"`
+	BusyPoll      bool    `json:"busy_poll"`
 	// PollerPolicy is the pollers' scheduling policy (normal or batch).
 	PollerPolicy string         `json:"poller_policy"`
 	UMEM         UMEMStatus     `json:"umem"`

@@ -286,7 +286,7 @@ func (s *Switch) build() error {
 					mtu = maxMTU
 				}
 			}
-			tap, err := openTAP(bc.Name, bc.HWAddr, mtu, bc.Prefixes)
+			tap, err := openTAP(bc.Name, s.internalPortMAC(bc), mtu, bc.Prefixes)
 			if err != nil {
 				return err
 			}
@@ -322,7 +322,7 @@ func (s *Switch) Start() error {
 	if err := s.dp.start(s); err != nil {
 		return err
 	}
-	tooBig := newTooBigWatch(s.f)
+	drops := newDropWatch(s)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -337,7 +337,7 @@ func (s *Switch) Start() error {
 				for _, b := range s.f.bridges {
 					b.table.Expire(now)
 				}
-				tooBig.check(s, wall)
+				drops.check(wall)
 			}
 		}
 	}()

@@ -1,7 +1,6 @@
 package vswitch
 
 import (
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
@@ -29,6 +28,7 @@ type tapDev struct {
 
 // openTAP creates the TAP device name (non-blocking fd), sets its MAC, MTU
 // and addresses and brings it up, in the namespace of the calling process.
+// A nil mac is a random one.
 func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
@@ -62,12 +62,7 @@ func openTAP(name string, mac []byte, mtu int, prefixes []netip.Prefix) (*tapDev
 	}
 	t.ifindex = link.Attrs().Index
 	if mac == nil {
-		mac = make([]byte, 6)
-		if _, err := rand.Read(mac); err != nil {
-			t.close()
-			return nil, err
-		}
-		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
+		mac = randomMAC() // the switch passes a stable one (machinemac.go)
 	}
 	t.mac = net.HardwareAddr(mac)
 	if err := netlink.LinkSetHardwareAddr(link, t.mac); err != nil {

@@ -21,8 +21,9 @@ import (
 )
 
 // The control protocol: the client connects, writes one command line
-// ("show", "fdb" or "stats"), and reads one JSON object, {"error": "..."} or
-// {"data": ...}; then the server closes the connection.
+// ("show", "fdb", "stats", "log-level" or "log-level LEVEL"), and reads one
+// JSON object, {"error": "..."} or {"data": ...}; then the server closes
+// the connection.
 
 // controlled is what the control server asks (control path only).
 type controlled interface {
@@ -60,6 +61,11 @@ type controlServer struct {
 	connMu  sync.Mutex
 	conns   map[net.Conn]struct{}
 	closing bool
+	// Set before serve: the daemon's log level (nil: log-level refused),
+	// its build and start time (ctl show).
+	level   *zap.AtomicLevel
+	build   buildInfo
+	started time.Time
 }
 
 // listenControl takes the control socket. An abstract socket ("@name") in
@@ -193,7 +199,7 @@ func (s *controlServer) handle(c net.Conn) {
 	line, err := bufio.NewReader(io.LimitReader(c, maxRequest+1)).ReadString('\n')
 	if err != nil {
 		if len(line) > maxRequest {
-			_ = json.NewEncoder(c).Encode(response{Error: fmt.Sprintf("request longer than %d bytes; send one line: show, fdb or stats", maxRequest)})
+			_ = json.NewEncoder(c).Encode(response{Error: fmt.Sprintf("request longer than %d bytes; send one line: show, fdb, stats or log-level [LEVEL]", maxRequest)})
 		}
 		return
 	}
@@ -203,6 +209,9 @@ func (s *controlServer) handle(c net.Conn) {
 
 // answer runs one command against the attached switch.
 func (s *controlServer) answer(cmd string) response {
+	if words := strings.Fields(cmd); len(words) > 0 && words[0] == "log-level" {
+		return s.logLevel(words[1:])
+	}
 	var resp response
 	var data any
 	s.mu.RLock()
@@ -210,13 +219,15 @@ func (s *controlServer) answer(cmd string) response {
 	case sw == nil:
 		resp.Error = "xswitch is starting or stopping"
 	case cmd == "show":
-		data = sw.Status()
+		st := sw.Status()
+		s.addBuild(&st)
+		data = st
 	case cmd == "fdb":
 		data = sw.FDB()
 	case cmd == "stats":
 		data = sw.Stats()
 	default:
-		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb or stats", cmd)
+		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, stats or log-level [LEVEL]", cmd)
 	}
 	s.mu.RUnlock()
 	if data != nil {
@@ -228,6 +239,18 @@ func (s *controlServer) answer(cmd string) response {
 		}
 	}
 	return resp
+}
+
+// addBuild adds what only the daemon knows to a Status: its source
+// revision and how long it has run.
+func (s *controlServer) addBuild(st *vswitch.Status) {
+	if s.build.Revision != "" {
+		st.Version, st.Revision, st.Modified = s.build.Version, s.build.Revision, s.build.Modified
+	}
+	if !s.started.IsZero() {
+		st.StartedAt = s.started.UTC().Format(time.RFC3339)
+		st.UptimeSeconds = time.Since(s.started).Truncate(time.Second).Seconds()
+	}
 }
 
 // close stops listening (removing a filesystem socket), cuts the open

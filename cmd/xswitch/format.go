@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	vswitch "xswitch/switch"
 )
@@ -78,6 +79,13 @@ func portLine(p *vswitch.PortStatus) string {
 
 func formatShow(w io.Writer, s *vswitch.Status) {
 	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v, poller_policy %s\n", s.Version, s.PID, s.CPUs, s.BusyPoll, s.PollerPolicy)
+	if s.Revision != "" || s.StartedAt != "" {
+		rev := s.Revision
+		if s.Modified {
+			rev += " (modified)"
+		}
+		fmt.Fprintf(w, "revision %s, up %s since %s\n", rev, time.Duration(s.UptimeSeconds*float64(time.Second)), s.StartedAt)
+	}
 	fmt.Fprintf(w, "umem: %d frames of %d bytes (headroom %d), %d free\n", s.UMEM.Frames, s.UMEM.FrameSize, s.UMEM.Headroom, s.UMEM.FreeFrames)
 	if s.Underlay != nil {
 		fmt.Fprintf(w, "underlay: %s\n", portLine(s.Underlay))

@@ -2,8 +2,10 @@
 //
 //	xswitch run --config FILE      run the switch in the foreground
 //	xswitch check --config FILE    validate a configuration and exit
-//	xswitch ctl [--socket S] show|fdb|stats [--json]
+//	xswitch ctl [--socket S] [--json] show|fdb|stats|log-level [LEVEL]
 //	xswitch version
+//
+// Every command and ctl subcommand answers --help (help.go).
 package main
 
 import (
@@ -25,19 +27,6 @@ import (
 	vswitch "xswitch/switch"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-const usage = `usage:
-  xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it,
-                                            a second one forces the exit; SIGHUP is ignored)
-  xswitch check --config FILE               validate a configuration file and exit
-  xswitch ctl [--socket S] show|fdb|stats [--json]
-                                            ask the running switch (default socket @xswitch,
-                                            the instance of this network namespace)
-  xswitch version
-`
-
 func main() {
 	os.Exit(mainArgs(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -49,17 +38,33 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
+		if wantsHelp(args[1:]) {
+			return printHelp(stdout, runHelp)
+		}
 		return cmdRun(args[1:], stderr)
 	case "check":
+		if wantsHelp(args[1:]) {
+			return printHelp(stdout, checkHelp)
+		}
 		return cmdCheck(args[1:], stdout, stderr)
 	case "ctl":
 		return cmdCtl(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "xswitch %s\n", version)
+		if wantsHelp(args[1:]) {
+			return printHelp(stdout, versionHelp)
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "xswitch version: takes no arguments\n%s", versionHelp)
+			return 2
+		}
+		fmt.Fprintln(stdout, readBuildInfo())
 		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 {
+			// xswitch help CMD [SUB]: the same as xswitch CMD [SUB] --help.
+			return mainArgs(append(args[1:], "--help"), stdout, stderr)
+		}
+		return printHelp(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "xswitch: unknown command %q\n%s", args[0], usage)
 		return 2
@@ -106,10 +111,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+// newLogger builds the daemon's logger; its level can be changed while it
+// runs (`xswitch ctl log-level`) through the returned AtomicLevel.
+func newLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := parseLevel(level)
 	if err != nil {
-		return nil, err
+		return nil, zap.AtomicLevel{}, err
 	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(lvl)
@@ -117,7 +124,8 @@ func newLogger(level string) (*zap.Logger, error) {
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
 	zc.Sampling = nil
-	return zc.Build()
+	log, err := zc.Build()
+	return log, zc.Level, err
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -134,7 +142,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printConfigError(stderr, path, err)
 		return 1
 	}
-	log, err := newLogger(cfg.LogLevel)
+	log, level, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "xswitch: logger: %v\n", err)
 		return 1
@@ -150,6 +158,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	srv.level = &level
+	srv.build = readBuildInfo()
+	srv.started = time.Now()
 	go srv.serve()
 	defer srv.close()
 	ms, err := listenMetrics(cfg.Metrics.Listen, log)
@@ -159,7 +170,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	defer ms.close()
 
-	sw, err := vswitch.New(cfg, vswitch.Options{Logger: log, Version: version})
+	build := readBuildInfo()
+	sw, err := vswitch.New(cfg, vswitch.Options{Logger: log, Version: build.Version})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
@@ -171,12 +183,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	srv.attach(sw)
 	ms.serve(sw)
-	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket), zap.String("version", version))
+	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket),
+		zap.String("version", build.Version), zap.String("revision", build.Revision))
+	// Only now is the switch ready for systemd (Type=notify): the pollers
+	// run and ctl answers.
+	notify(log, readyState(sw.Status()))
 	code := 0
 	select {
 	case <-sigs.stop:
+		notify(log, "STOPPING=1\nSTATUS=stopping")
 	case err := <-sw.Failed():
 		log.Error("switch failed", zap.Error(err))
+		notify(log, "STOPPING=1\nSTATUS=failed: "+err.Error())
 		code = 1
 	}
 	// Detaching waits for the control requests in flight: none may read
@@ -197,11 +215,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	sock := vswitch.DefaultControlSocket
-	asJSON := false
+	asJSON, help := false, false
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
+		case isHelpFlag(a):
+			help = true
 		case a == "--json" || a == "-json" || a == "-j":
 			asJSON = true
 		case a == "--socket" || a == "-socket" || a == "-s":
@@ -217,20 +237,35 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 			rest = append(rest, a)
 		}
 	}
-	if len(rest) != 1 {
-		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats\n"+usage)
+	if len(rest) == 0 {
+		if help {
+			return printHelp(stdout, ctlHelp)
+		}
+		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats, log-level\n"+ctlHelp)
 		return 2
 	}
 	cmd := rest[0]
-	switch cmd {
-	case "show", "fdb", "stats":
-	default:
-		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats\n", cmd)
+	c, ok := ctlCommands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats, or log-level [LEVEL]\n", cmd)
 		return 2
+	}
+	if help {
+		return printHelp(stdout, c.help)
+	}
+	if len(rest)-1 > c.maxArgs {
+		fmt.Fprintf(stderr, "xswitch ctl %s: too many arguments: %s\n%s", cmd, strings.Join(rest[1:], " "), c.help)
+		return 2
+	}
+	if cmd == "log-level" && len(rest) == 2 {
+		if _, err := parseLevel(rest[1]); err != nil {
+			fmt.Fprintf(stderr, "xswitch ctl log-level: %v\n", err)
+			return 2
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	data, err := request(ctx, sock, cmd)
+	data, err := request(ctx, sock, strings.Join(rest, " "))
 	if err != nil {
 		fmt.Fprintf(stderr, "xswitch ctl %s: %v\n", cmd, err)
 		return 1
@@ -245,7 +280,12 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", b)
 		return 0
 	}
-	if err := formatText(stdout, cmd, data); err != nil {
+	if cmd == "log-level" {
+		err = formatLogLevel(stdout, data)
+	} else {
+		err = formatText(stdout, cmd, data)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "xswitch ctl %s: %v\n", cmd, err)
 		return 1
 	}
@@ -264,8 +304,9 @@ var forceExit = os.Exit
 
 // signals handles the daemon's signals. The first SIGINT or SIGTERM closes
 // stop; a second one exits at once (status 1), for a shutdown that hangs.
-// SIGHUP is logged and ignored: there is no configuration reload, and its
-// default action would kill the daemon without clean-up.
+// SIGHUP is logged and ignored: there is no configuration reload yet (the
+// systemd unit's ExecReload sends it), and its default action would kill
+// the daemon without clean-up.
 type signals struct {
 	ch   chan os.Signal
 	stop chan struct{}

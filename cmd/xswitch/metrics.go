@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,24 +15,6 @@ import (
 
 	"xswitch/metrics"
 )
-
-// revision is the source revision, set at build time with -ldflags
-// "-X main.revision=..."; empty: the VCS revision Go stamped, if any.
-var revision = ""
-
-func buildRevision() string {
-	if revision != "" {
-		return revision
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}
 
 // metricsServer serves Prometheus metrics on metrics.listen. Its listener
 // is taken before the switch is built, so that an address in use fails the
@@ -61,8 +42,9 @@ func (m *metricsServer) serve(src metrics.Source) {
 	if m == nil {
 		return
 	}
+	build := readBuildInfo()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector(src, version, buildRevision()),
+	reg.MustRegister(metrics.NewCollector(src, build.Version, build.Revision),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{

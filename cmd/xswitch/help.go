@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// Help texts. Every command and ctl subcommand prints its own with -h or
+// --help, to stdout, and exits 0 (TestHelp runs them all).
+
+const usage = `usage:
+  xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it,
+                                            a second one forces the exit; SIGHUP is ignored)
+  xswitch check --config FILE               validate a configuration file and exit
+  xswitch ctl [--socket S] [--json] show|fdb|stats|log-level [LEVEL]
+                                            ask the running switch (default socket @xswitch,
+                                            the instance of this network namespace)
+  xswitch version                           print the version and source revision
+  xswitch COMMAND --help                    help on a command (also: xswitch ctl show --help)
+`
+
+const runHelp = `usage: xswitch run --config FILE
+
+Runs the switch in the foreground until SIGINT or SIGTERM (a second one
+exits at once, without clean-up). The configuration is checked first, as
+by "xswitch check"; nothing is created if it is not valid. Logs go to
+stderr. Under systemd (Type=notify) it reports READY=1 once the pollers
+forward and the control socket answers, STOPPING=1 when it stops.
+SIGHUP is logged and ignored.
+
+  --config FILE   the configuration (YAML; docs/configuration.md)
+`
+
+const checkHelp = `usage: xswitch check --config FILE
+
+Validates a configuration file and what it needs from the system (the
+interfaces exist, the internal port names are free, the CPUs exist), then
+exits: 0 and "OK" when "xswitch run" would start, 1 with every problem,
+each naming the YAML field and the fix. It changes nothing.
+
+  --config FILE   the configuration (YAML; docs/configuration.md)
+`
+
+const versionHelp = `usage: xswitch version
+
+Prints the version, the source revision (commit), whether the source had
+changes, the commit time and the Go version the binary was built with.
+"xswitch ctl show" prints the version and revision of the running switch,
+with its uptime.
+`
+
+const ctlHelp = `usage: xswitch ctl [--socket S] [--json] COMMAND [ARG]
+
+Asks the running switch over its control socket.
+
+  show              ports, bridges, tunnels and next hops; version, uptime
+  fdb               the MAC tables
+  stats             packet, byte and drop counters
+  log-level [LEVEL] print the log level, or set it: debug, info, warn, error
+
+  --socket S        the control socket: @name (abstract, per network
+                    namespace) or a path; default @xswitch
+  --json            print the reply as JSON (stable field names)
+  --help            help; "xswitch ctl COMMAND --help" for one command
+`
+
+const showHelp = `usage: xswitch ctl [--socket S] [--json] show
+
+Prints what the switch is made of: version, source revision and uptime,
+the UMEM, the underlay and every bridge with its ports (how XDP is
+attached, copy or zero-copy, pollers and their CPUs) and its tunnels with
+their underlay next hop. --json adds the MAC table counters per bridge.
+`
+
+const fdbHelp = `usage: xswitch ctl [--socket S] [--json] fdb
+
+Prints every learned MAC: bridge, VNI, MAC, the port (or tunnel:REMOTE) it
+was last seen on, and the seconds since.
+`
+
+const statsHelp = `usage: xswitch ctl [--socket S] [--json] stats
+
+Prints packets and bytes received and sent per port and tunnel, drops per
+reason (docs/operations.md lists the reasons), and the kernel's counters
+of the AF_XDP sockets and devices.
+`
+
+const logLevelHelp = `usage: xswitch ctl [--socket S] [--json] log-level [LEVEL]
+
+Without LEVEL, prints the running switch's log level; with LEVEL (debug,
+info, warn or error) sets it until the switch stops (log_level in the
+configuration is the level at start). At debug the switch logs, once a
+second at most per port and reason, the drops that grew with a hint, and
+MAC moves per bridge.
+`
+
+// ctlCommand is one request of `xswitch ctl`.
+type ctlCommand struct {
+	maxArgs int // arguments after the command word
+	help    string
+}
+
+var ctlCommands = map[string]ctlCommand{
+	"show":      {help: showHelp},
+	"fdb":       {help: fdbHelp},
+	"stats":     {help: statsHelp},
+	"log-level": {maxArgs: 1, help: logLevelHelp},
+}
+
+func isHelpFlag(a string) bool { return a == "-h" || a == "--help" || a == "-help" }
+
+// wantsHelp reports whether args ask for help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if isHelpFlag(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func printHelp(w io.Writer, text string) int {
+	fmt.Fprint(w, text)
+	return 0
+}
