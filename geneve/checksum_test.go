@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"xswitch/csum"
 )
 
 // Differential tests of every checksum routine against rfc1071Sum, a plain
@@ -124,7 +126,7 @@ func randomLen(rng *rand.Rand) int {
 	return rng.IntN(9001)
 }
 
-// TestSumBytesMatchesReference: fold(sumBytes(init, b)) equals the reference
+// TestSumBytesMatchesReference: csum.Fold(csum.Sum(init, b)) equals the reference
 // sum of init's four 16-bit words followed by b, for random and edge initial
 // sums, lengths 0..9000, odd lengths, and b at odd and even memory offsets;
 // and a sum chained over a split at an even offset equals the one-shot sum.
@@ -141,11 +143,11 @@ func TestSumBytesMatchesReference(t *testing.T) {
 		copy(b, randomBytes(rng, n))
 		init := randomSum(rng)
 		want := rfc1071Sum(be64(init), b)
-		if got := fold(sumBytes(init, b)); got != want {
-			t.Fatalf("len %d offset %d init %#x: fold(sumBytes) %04x, reference %04x", n, memOff, init, got, want)
+		if got := csum.Fold(csum.Sum(init, b)); got != want {
+			t.Fatalf("len %d offset %d init %#x: csum.Fold(sumBytes) %04x, reference %04x", n, memOff, init, got, want)
 		}
 		split := 2 * rng.IntN(n/2+1)
-		if got := fold(sumBytes(sumBytes(init, b[:split]), b[split:])); got != want {
+		if got := csum.Fold(csum.Sum(csum.Sum(init, b[:split]), b[split:])); got != want {
 			t.Fatalf("len %d split %d init %#x: chained %04x, reference %04x", n, split, init, got, want)
 		}
 	}
@@ -157,7 +159,7 @@ func TestSumBytesMaxLength(t *testing.T) {
 	b := bytes.Repeat([]byte{0xff}, 65535)
 	b[100] = 0xfe
 	for _, init := range edgeSums {
-		if got, want := fold(sumBytes(init, b)), rfc1071Sum(be64(init), b); got != want {
+		if got, want := csum.Fold(csum.Sum(init, b)), rfc1071Sum(be64(init), b); got != want {
 			t.Fatalf("init %#x: %04x, reference %04x", init, got, want)
 		}
 	}
@@ -167,11 +169,11 @@ func TestFoldAndAddCarry(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := 0; i < 100000; i++ {
 		s, x := randomSum(rng), randomSum(rng)
-		if got, want := fold(s), rfc1071Sum(be64(s)); got != want {
-			t.Fatalf("fold(%#x) = %04x, reference %04x", s, got, want)
+		if got, want := csum.Fold(s), rfc1071Sum(be64(s)); got != want {
+			t.Fatalf("csum.Fold(%#x) = %04x, reference %04x", s, got, want)
 		}
-		if got, want := fold(addCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
-			t.Fatalf("addCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
+		if got, want := csum.Fold(csum.AddCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
+			t.Fatalf("csum.AddCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
 		}
 	}
 }
@@ -415,11 +417,11 @@ func FuzzSumBytes(f *testing.F) {
 	f.Add(uint64(math.MaxUint64-4), []byte{0, 1, 0xf2, 3, 0xf4, 0xf5, 0xf6, 0xf7}, uint16(4))
 	f.Fuzz(func(t *testing.T, init uint64, b []byte, split uint16) {
 		want := rfc1071Sum(be64(init), b)
-		if got := fold(sumBytes(init, b)); got != want {
-			t.Fatalf("fold(sumBytes(%#x, %x)) = %04x, reference %04x", init, b, got, want)
+		if got := csum.Fold(csum.Sum(init, b)); got != want {
+			t.Fatalf("csum.Fold(csum.Sum(%#x, %x)) = %04x, reference %04x", init, b, got, want)
 		}
 		at := int(split) % (len(b) + 1) &^ 1
-		if got := fold(sumBytes(sumBytes(init, b[:at]), b[at:])); got != want {
+		if got := csum.Fold(csum.Sum(csum.Sum(init, b[:at]), b[at:])); got != want {
 			t.Fatalf("split at %d: %04x, reference %04x", at, got, want)
 		}
 	})
@@ -429,11 +431,11 @@ func FuzzFoldAddCarry(f *testing.F) {
 	f.Add(uint64(math.MaxUint64), uint64(math.MaxUint64))
 	f.Add(uint64(math.MaxUint64-4), uint64(17))
 	f.Fuzz(func(t *testing.T, s, x uint64) {
-		if got, want := fold(s), rfc1071Sum(be64(s)); got != want {
-			t.Fatalf("fold(%#x) = %04x, reference %04x", s, got, want)
+		if got, want := csum.Fold(s), rfc1071Sum(be64(s)); got != want {
+			t.Fatalf("csum.Fold(%#x) = %04x, reference %04x", s, got, want)
 		}
-		if got, want := fold(addCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
-			t.Fatalf("addCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
+		if got, want := csum.Fold(csum.AddCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
+			t.Fatalf("csum.AddCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
 		}
 	})
 }

@@ -3,6 +3,8 @@ package geneve
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"xswitch/csum"
 )
 
 const (
@@ -72,7 +74,7 @@ func Decap(frame []byte, d *Decoded) Drop {
 			if !ipv4Checksum20OK(ip) {
 				return DropBadIPHeader
 			}
-		} else if fold(sumBytes(0, ip[:ihl])) != 0xffff {
+		} else if csum.Fold(csum.Sum(0, ip[:ihl])) != 0xffff {
 			return DropBadIPHeader
 		}
 		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or fragment offset

@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"sync/atomic"
+
+	"xswitch/csum"
 )
 
 // EncapConfig describes one tunnel's outer headers.
@@ -123,7 +125,7 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 		s, d := src.As4(), dst.As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
-		e.ipSum = fold(sumBytes(0, ip[:IPv4Len]))
+		e.ipSum = csum.Fold(csum.Sum(0, ip[:IPv4Len]))
 		e.udpOff = EthLen + IPv4Len
 		e.udpCsum = c.IPv4UDPChecksum
 	}
@@ -150,7 +152,7 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 		addrs = ip[8:40]
 	}
 	e.pseudo = pseudoSum(addrs)
-	e.udpSum = fold(addCarry(uint64(e.pseudo), sumBytes(0, h[e.udpOff:e.hlen])))
+	e.udpSum = csum.Fold(csum.AddCarry(uint64(e.pseudo), csum.Sum(0, h[e.udpOff:e.hlen])))
 	return e, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+
+	"xswitch/csum"
 )
 
 // MaxFlows is how many TCP flows a Coalescer merges at once in one burst;
@@ -167,7 +169,7 @@ func mergeable(b []byte, f *Frame) bool {
 	if flags&^tcpFlagPSH != tcpFlagACK || f.End == f.Payload {
 		return false
 	}
-	return f.IPv6 || (f.L4-f.L3 == ipv4MinHdrLen && fold(sumBytes(0, b[f.L3:f.L4])) == 0xffff)
+	return f.IPv6 || (f.L4-f.L3 == ipv4MinHdrLen && csum.Fold(csum.Sum(0, b[f.L3:f.L4])) == 0xffff)
 }
 
 // flowHash mixes addresses and ports; find confirms a match byte by byte.
@@ -306,7 +308,7 @@ func (c *Coalescer) finishMerged(r *run) {
 	if r.psh {
 		b[f.L4+13] |= tcpFlagPSH
 	}
-	binary.BigEndian.PutUint16(b[f.L4+tcpCsumOffset:], fold(f.pseudoSum(b, r.end-f.L4)))
+	binary.BigEndian.PutUint16(b[f.L4+tcpCsumOffset:], csum.Fold(f.pseudoSum(b, r.end-f.L4)))
 	o := &c.out[r.out]
 	o.Frame = b
 	o.Hdr = VnetHdr{

@@ -1,6 +1,10 @@
 package offload
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"xswitch/csum"
+)
 
 // L4Csum says where a TCP/UDP checksum is computed: over frame[Start:End],
 // stored at frame[Start+Offset:]. Start and Offset map to the virtio-net
@@ -26,7 +30,7 @@ func IsPartial(frame []byte) (L4Csum, bool) {
 
 func (f *Frame) isPartial(b []byte) bool {
 	field := binary.BigEndian.Uint16(b[f.L4+f.CsumOffset():])
-	return field == fold(f.pseudoSum(b, f.L4Len()))
+	return field == csum.Fold(f.pseudoSum(b, f.L4Len()))
 }
 
 // CompleteL4 finishes a partial checksum in place, as the kernel's
@@ -37,7 +41,7 @@ func CompleteL4(frame []byte, c L4Csum) {
 	if c.Start < 0 || c.Offset < 0 || c.End > len(frame) || c.Start+c.Offset+2 > c.End {
 		return
 	}
-	binary.BigEndian.PutUint16(frame[c.Start+c.Offset:], finish(sumBytes(0, frame[c.Start:c.End])))
+	binary.BigEndian.PutUint16(frame[c.Start+c.Offset:], csum.Finish(csum.Sum(0, frame[c.Start:c.End])))
 }
 
 // Complete finishes the checksum of frame if it is partial and reports
@@ -67,8 +71,8 @@ func (f *Frame) checkCsum(b []byte) csumState {
 	if f.Proto == protoUDP && !f.IPv6 && binary.BigEndian.Uint16(b[f.L4+udpCsumOffset:]) == 0 {
 		return csumBad // "no checksum": not verified, so not claimed valid
 	}
-	s := sumBytes(f.pseudoSum(b, f.L4Len()), b[f.L4:f.End])
-	if fold(s) == 0xffff {
+	s := csum.Sum(f.pseudoSum(b, f.L4Len()), b[f.L4:f.End])
+	if csum.Fold(s) == 0xffff {
 		return csumValid
 	}
 	return csumBad

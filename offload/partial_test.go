@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
+
+	"xswitch/csum"
 )
 
 func TestChecksumAgainstReference(t *testing.T) {
@@ -21,7 +23,7 @@ func TestChecksumAgainstReference(t *testing.T) {
 		}
 		start := uint64(rng.Uint32())
 		want := refChecksum(append(binary.BigEndian.AppendUint32(nil, uint32(start)), b...))
-		if got := fold(sumBytes(start, b)); got != want && !(got == 0xffff && want == 0) {
+		if got := csum.Fold(csum.Sum(start, b)); got != want && !(got == 0xffff && want == 0) {
 			t.Fatalf("len %d: sum %#04x, reference %#04x", len(b), got, want)
 		}
 	}
@@ -77,7 +79,7 @@ func TestCompleteFrameThatLooksPartial(t *testing.T) {
 		}
 		full := p.build(refFull)
 		f, _ := ParseFrame(full)
-		ps := fold(f.pseudoSum(full, f.L4Len()))
+		ps := csum.Fold(f.pseudoSum(full, f.L4Len()))
 		// Want field == ps and the sum verifying: adjust the last payload word.
 		field := binary.BigEndian.Uint16(full[f.L4+f.CsumOffset():])
 		w := binary.BigEndian.Uint16(full[f.End-2:])

@@ -1,6 +1,10 @@
 package offload
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"xswitch/csum"
+)
 
 // CsumMode chooses who finishes the TCP/UDP checksum of a segment.
 type CsumMode uint8
@@ -183,10 +187,10 @@ func (s *Segmenter) fixL4(dst []byte, i int) {
 	co := f.CsumOffset()
 	pseudo := f.pseudoSum(dst, len(l4))
 	if s.mode == CsumPartial {
-		binary.BigEndian.PutUint16(l4[co:], fold(pseudo))
+		binary.BigEndian.PutUint16(l4[co:], csum.Fold(pseudo))
 		s.csum, s.csOK = L4Csum{Start: f.L4, Offset: co, End: len(dst)}, true
 		return
 	}
 	l4[co], l4[co+1] = 0, 0
-	binary.BigEndian.PutUint16(l4[co:], finish(sumBytes(pseudo, l4)))
+	binary.BigEndian.PutUint16(l4[co:], csum.Finish(csum.Sum(pseudo, l4)))
 }
