@@ -53,7 +53,7 @@ func init() {
 
 func (r dropReason) String() string { return dropNames[r] }
 
-// portCtr are one poller's counters of one port. The poller writes them
+// portCtr are one poller's counters of one port or tunnel. The poller writes them
 // with plain stores (one writer); the control path reads them with atomic
 // loads and sums the pollers. No lock, no atomic read-modify-write per packet.
 type portCtr struct {
@@ -62,12 +62,8 @@ type portCtr struct {
 	drops              [numDropReasons]uint64
 }
 
-// tunCtr are one poller's counters of one tunnel.
-type tunCtr struct {
-	rxPackets, rxBytes uint64
-	txPackets, txBytes uint64
-	drops              [numDropReasons]uint64
-}
+// tunCtr are one poller's counters of one tunnel: the same as a port's.
+type tunCtr = portCtr
 
 func (c *portCtr) addTo(s *portSum) {
 	s.rxPackets += atomic.LoadUint64(&c.rxPackets)
@@ -79,15 +75,6 @@ func (c *portCtr) addTo(s *portSum) {
 	}
 }
 
-func (c *tunCtr) addTo(s *portSum) {
-	s.rxPackets += atomic.LoadUint64(&c.rxPackets)
-	s.rxBytes += atomic.LoadUint64(&c.rxBytes)
-	s.txPackets += atomic.LoadUint64(&c.txPackets)
-	s.txBytes += atomic.LoadUint64(&c.txBytes)
-	for i := range c.drops {
-		s.drops[i] += atomic.LoadUint64(&c.drops[i])
-	}
-}
 
 // portSum is a sum of counters (control path).
 type portSum struct {

@@ -101,7 +101,7 @@ func (r *resolver) start() error {
 					neighs = nil
 					continue
 				}
-				drainN(neighs)
+				drain(neighs)
 				r.resolveAll()
 			case <-tick.C:
 				r.resolveAll()
@@ -111,20 +111,9 @@ func (r *resolver) start() error {
 	return nil
 }
 
-func drain(c chan netlink.RouteUpdate) {
-	for {
-		select {
-		case _, ok := <-c:
-			if !ok {
-				return
-			}
-		default:
-			return
-		}
-	}
-}
-
-func drainN(c chan netlink.NeighUpdate) {
+// drain empties a subscription channel without blocking: one re-resolve
+// covers every change queued so far.
+func drain[T any](c chan T) {
 	for {
 		select {
 		case _, ok := <-c:
