@@ -75,7 +75,6 @@ func (c *portCtr) addTo(s *portSum) {
 	}
 }
 
-
 // portSum is a sum of counters (control path).
 type portSum struct {
 	rxPackets, rxBytes, txPackets, txBytes uint64
