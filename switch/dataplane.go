@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"xswitch/internal/pollidle"
 	"xswitch/offload"
 	"xswitch/xsk"
 )
@@ -55,7 +56,7 @@ type poller struct {
 	txIdx int
 	dests []int // AF_XDP port ids this poller may transmit to
 	hist  batchHist
-	idle  idleState // the idle policy at work (switch/idle.go)
+	idle  pollidle.State // the idle policy at work (switch/idle.go)
 }
 
 // tapPoller reads an internal port.
@@ -374,7 +375,7 @@ func (p *poller) run() {
 			log.Warn("cannot set the poller's scheduling policy", zap.String("port", p.port.name), zap.String("policy", PolicyBatch), zap.Error(err))
 		}
 	}
-	if err := p.dp.s.cfg.idle.prepareThread(); err != nil {
+	if err := pollidle.PrepareThread(p.dp.s.cfg.idle.Mode); err != nil {
 		log.Warn("cannot prepare the poller for its idle policy", zap.String("port", p.port.name), zap.Error(err))
 	}
 	if err := p.loop(); err != nil {
@@ -402,8 +403,8 @@ const errCheckEvery = 1024
 func (p *poller) loop() error {
 	c := p.core
 	clock := p.dp.s.f.clock
-	p.idle = newIdleState(p.dp.s.cfg.idle)
-	kick := !p.idle.coalescing()
+	p.idle = pollidle.New(p.dp.s.cfg.idle)
+	kick := !p.idle.Coalescing()
 	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
 	for !p.dp.stop.Load() {
@@ -417,21 +418,21 @@ func (p *poller) loop() error {
 			placed := flush(c, p.cache, p.dests, p.txIdx, kick)
 			rebalance(c, p.cache)
 			p.sock.Refill(p.cache)
-			if !kick && p.idle.placed(placed, monoNow()) {
+			if !kick && p.idle.Placed(placed, pollidle.Now()) {
 				p.kickPending()
 			}
 		} else {
 			p.sock.Refill(p.cache)
 			p.completeIdle()
 		}
-		act, d := p.idle.next(n)
-		if !kick && p.idle.pending() && p.idle.kickDue(act, d, monoNow()) {
+		act, d := p.idle.Next(n)
+		if !kick && p.idle.Pending() && p.idle.KickDue(act, d, pollidle.Now()) {
 			p.kickPending()
 		}
 		switch act {
-		case actSleep:
-			nanosleep(d)
-		case actPoll:
+		case pollidle.SleepNs:
+			pollidle.Nanosleep(d)
+		case pollidle.PollRx:
 			if err := p.wait(&pollErrs); err != nil {
 				return err
 			}
@@ -442,7 +443,7 @@ func (p *poller) loop() error {
 		// Idle: look for a socket error (the device deleted) on every
 		// poll(), and every errCheckEvery rounds of a poller that does
 		// not poll (a syscall each).
-		if idle++; act == actPoll || idle%errCheckEvery == 0 {
+		if idle++; act == pollidle.PollRx || idle%errCheckEvery == 0 {
 			if err := socketError(p.sock.Fd()); err != nil {
 				return err
 			}
