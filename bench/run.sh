@@ -8,7 +8,11 @@
 #   BENCH_SIZES=...        e.g. 64,512,1500
 #   BENCH_RUNS, BENCH_INTERVAL (e.g. 2s), BENCH_WARMUP, BENCH_FLOWS
 #   BENCH_GEN_CPU (0), BENCH_SWITCH_CPU (1)
-#   BENCH_XSWITCH_YAML     extra top-level xswitch settings, e.g. "busy_poll: true"
+#   BENCH_XSWITCH_YAML     extra top-level xswitch settings, e.g. "poller_idle: sleep"
+#   BENCH_L2FWD_ARGS       extra bench/l2fwd flags, e.g. "-idle sleep -sleep-max 50us"
+#   BENCH_OVS_MAXSLEEP     Open vSwitch's pmd-maxsleep (µs, default 50)
+#   BENCH_LATENCY=0        no round trips; BENCH_LATENCY_PROBES (200), BENCH_LATENCY_INTERVAL (10ms)
+# Alternated xswitch/OVS pairs with a summary of the per-pair ratios: bench/pairs.sh N.
 # TCP (iperf3 host → host and VM → VM through two hosts' switches, TestBenchTCP):
 #   BENCH_TCP=1 (default)  packets, then TCP; 0: packets only; only: TCP only (make bench-tcp)
 #   QUICK=1                one stream, one run of 3 s per case (1 s warm-up)

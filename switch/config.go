@@ -43,6 +43,16 @@ type Config struct {
 	// the thread that woke it, typically the NAPI thread still filling
 	// its RX ring; docs/benchmarks.md) or "normal" (SCHED_OTHER).
 	PollerPolicy string `yaml:"poller_policy"`
+	// PollerIdle is what a poller does between bursts: "poll" (default:
+	// poll() as soon as the RX ring is empty) or "sleep" (load-based
+	// nanosleep, as Open vSwitch's pmd-maxsleep); with the PollerSleep*
+	// and PollerKick* settings, parsed into idle (switch/idle.go).
+	PollerIdle       string `yaml:"poller_idle"`
+	PollerSleepMax   string `yaml:"poller_sleep_max"`
+	PollerSleepStep  string `yaml:"poller_sleep_step"`
+	PollerSleepIdle  string `yaml:"poller_sleep_idle"`
+	PollerKickFrames int    `yaml:"poller_kick_frames"`
+	PollerKickDelay  string `yaml:"poller_kick_delay"`
 	// ControlSocket is where `xswitch ctl` connects: "@name" for an abstract
 	// socket (default "@xswitch"), or a filesystem path.
 	ControlSocket string `yaml:"control_socket"`
@@ -63,6 +73,7 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 
 	known geneve.KnownOptions
+	idle  idleConfig
 }
 
 // Poller scheduling policies (Config.PollerPolicy).
@@ -279,6 +290,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("poller_policy", "%q is not a policy; write %s or %s", c.PollerPolicy, PolicyNormal, PolicyBatch)
 	}
+	c.validateIdle(bad)
 	seenCPU := map[int]bool{}
 	for i, cpu := range c.CPUs {
 		if cpu < 0 || cpu >= 1024 {

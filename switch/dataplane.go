@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"xswitch/internal/pollidle"
 	"xswitch/offload"
 	"xswitch/xsk"
 )
@@ -56,6 +57,7 @@ type poller struct {
 	txIdx int
 	dests []int // AF_XDP port ids this poller may transmit to
 	hist  batchHist
+	idle  pollidle.State // the idle policy at work (switch/idle.go)
 }
 
 // tapPoller reads an internal port.
@@ -342,8 +344,11 @@ func rebalance(c *core, cache *xsk.Cache) {
 }
 
 // flush transmits the core's pending lists: per destination port, one lock
-// of one of its sockets, Transmit, Complete into this poller's cache.
-func flush(c *core, cache *xsk.Cache, dests []int, txIdx int) {
+// of one of its sockets, Transmit (or, with kick false, Enqueue: the caller
+// kicks later), Complete into this poller's cache. It returns how many
+// frames it placed on TX rings.
+func flush(c *core, cache *xsk.Cache, dests []int, txIdx int, kick bool) int {
+	placed := 0
 	for _, id := range dests {
 		q := c.pend[id]
 		if len(q) == 0 {
@@ -352,9 +357,15 @@ func flush(c *core, cache *xsk.Cache, dests []int, txIdx int) {
 		p := c.f.ports[id]
 		tq := p.tx[txIdx%len(p.tx)]
 		tq.mu.Lock()
-		sent := tq.sock.Transmit(q)
+		var sent int
+		if kick {
+			sent = tq.sock.Transmit(q)
+		} else {
+			sent = tq.sock.Enqueue(q)
+		}
 		tq.sock.Complete(cache)
 		tq.mu.Unlock()
+		placed += sent
 		pc := &c.ctr[id]
 		var bytes uint64
 		for i := 0; i < sent; i++ {
@@ -368,6 +379,7 @@ func flush(c *core, cache *xsk.Cache, dests []int, txIdx int) {
 		}
 		c.pend[id] = q[:0]
 	}
+	return placed
 }
 
 func (p *poller) run() {
@@ -389,6 +401,9 @@ func (p *poller) run() {
 			log.Warn("cannot set the poller's scheduling policy", zap.String("port", p.port.name), zap.String("policy", PolicyBatch), zap.Error(err))
 		}
 	}
+	if err := pollidle.PrepareThread(p.dp.s.cfg.idle.Mode); err != nil {
+		log.Warn("cannot prepare the poller for its idle policy", zap.String("port", p.port.name), zap.Error(err))
+	}
 	if err := p.loop(); err != nil {
 		// The switch cannot serve this queue any more: stop the process
 		// rather than run on with a port silently gone.
@@ -409,46 +424,73 @@ const maxPollErrors = 10
 const errCheckEvery = 1024
 
 // loop receives and forwards until the data plane stops, or returns the
-// error that keeps it from going on.
+// error that keeps it from going on. Between bursts it does what its idle
+// policy says (switch/idle.go): receive again, nanosleep or poll().
 func (p *poller) loop() error {
 	c := p.core
-	log := p.dp.s.log
 	clock := p.dp.s.f.clock
-	busy := p.dp.s.cfg.BusyPoll
+	p.idle = pollidle.New(p.dp.s.cfg.idle)
+	kick := !p.idle.Coalescing()
 	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
 	for !p.dp.stop.Load() {
 		n := p.sock.Receive(rx[:])
-		if n == 0 {
+		if n > 0 {
+			p.hist.add(n)
+			c.now = clock.Tick()
+			topUp(c, p.cache)
+			c.forward(p.port, rx[:n])
+			c.flushTAPs()
+			placed := flush(c, p.cache, p.dests, p.txIdx, kick)
+			rebalance(c, p.cache)
+			p.sock.Refill(p.cache)
+			if !kick && p.idle.Placed(placed, pollidle.Now()) {
+				p.kickPending()
+			}
+		} else {
 			p.sock.Refill(p.cache)
 			p.completeIdle()
-			if !busy {
-				if err := p.sock.Wait(idleWait); err != nil && !errors.Is(err, unix.EINTR) {
-					if pollErrs++; pollErrs >= maxPollErrors {
-						return fmt.Errorf("%w (%d times in a row)", err, pollErrs)
-					}
-					log.Warn("poll", zap.String("port", p.port.name), zap.Error(err))
-					time.Sleep(idleWait)
-				} else {
-					pollErrs = 0
-				}
+		}
+		act, d := p.idle.Next(n)
+		if !kick && p.idle.Pending() && p.idle.KickDue(act, d, pollidle.Now()) {
+			p.kickPending()
+		}
+		switch act {
+		case pollidle.SleepNs:
+			pollidle.Nanosleep(d)
+		case pollidle.PollRx:
+			if err := p.wait(&pollErrs); err != nil {
+				return err
 			}
-			if idle++; !busy || idle%errCheckEvery == 0 {
-				if err := socketError(p.sock.Fd()); err != nil {
-					return err
-				}
-			}
+		}
+		if n > 0 {
 			continue
 		}
-		p.hist.add(n)
-		c.now = clock.Tick()
-		topUp(c, p.cache)
-		c.forward(p.port, rx[:n])
-		c.flushTAPs()
-		flush(c, p.cache, p.dests, p.txIdx)
-		rebalance(c, p.cache)
-		p.sock.Refill(p.cache)
+		// Idle: look for a socket error (the device deleted) on every
+		// poll(), and every errCheckEvery rounds of a poller that does
+		// not poll (a syscall each).
+		if idle++; act == pollidle.PollRx || idle%errCheckEvery == 0 {
+			if err := socketError(p.sock.Fd()); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// wait sleeps in poll() until the RX ring has frames (or idleWait passes);
+// it fails after maxPollErrors failed calls in a row.
+func (p *poller) wait(pollErrs *int) error {
+	err := p.sock.Wait(idleWait)
+	if err == nil || errors.Is(err, unix.EINTR) {
+		*pollErrs = 0
+		return nil
+	}
+	if *pollErrs++; *pollErrs >= maxPollErrors {
+		return fmt.Errorf("%w (%d times in a row)", err, *pollErrs)
+	}
+	p.dp.s.log.Warn("poll", zap.String("port", p.port.name), zap.Error(err))
+	time.Sleep(idleWait)
 	return nil
 }
 
@@ -525,7 +567,7 @@ func (tp *tapPoller) forwardBatch() {
 	tp.hist.add(len(tp.batch))
 	c.forward(tp.port, tp.batch)
 	c.flushTAPs()
-	flush(c, tp.cache, tp.dests, tp.txIdx)
+	flush(c, tp.cache, tp.dests, tp.txIdx, true)
 	rebalance(c, tp.cache)
 	tp.batch = tp.batch[:0]
 }

@@ -16,10 +16,13 @@ type Status struct {
 	CPUs          []int   `json:"cpus"`
 	BusyPoll      bool    `json:"busy_poll"`
 	// PollerPolicy is the pollers' scheduling policy (normal or batch).
-	PollerPolicy string         `json:"poller_policy"`
-	UMEM         UMEMStatus     `json:"umem"`
-	Underlay     *PortStatus    `json:"underlay,omitempty"`
-	Bridges      []BridgeStatus `json:"bridges"`
+	PollerPolicy string `json:"poller_policy"`
+	// Idle is what the pollers do between bursts (poller_idle and the
+	// poller_sleep_* and poller_kick_* settings).
+	Idle     IdleStatus     `json:"idle"`
+	UMEM     UMEMStatus     `json:"umem"`
+	Underlay *PortStatus    `json:"underlay,omitempty"`
+	Bridges  []BridgeStatus `json:"bridges"`
 }
 
 // UMEMStatus describes the shared UMEM.

@@ -390,7 +390,7 @@ func (s *Switch) Close() error {
 func (s *Switch) Status() Status {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy}
+	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy, Idle: s.cfg.IdleStatus()}
 	st.UMEM = s.dp.umemStatus()
 	for _, b := range s.f.bridges {
 		bs := BridgeStatus{Name: b.name, VNI: b.vni, Ports: []PortStatus{}, Tunnels: []TunnelStatus{}}

@@ -421,6 +421,18 @@ func (s *Socket) Transmit(descs []Desc) int {
 		}
 		return 0
 	}
+	n := s.Enqueue(descs)
+	if !s.wakeup || s.tx.needWakeup() {
+		s.kickTx()
+	}
+	return n
+}
+
+// Enqueue places as many descriptors as fit on the TX ring without waking
+// the kernel and returns how many it placed; the caller still owns the
+// rest. A later Transmit (Transmit(nil) to only kick) sends them: a caller
+// that coalesces kicks over several bursts must make that call.
+func (s *Socket) Enqueue(descs []Desc) int {
 	n := s.tx.free(uint32(len(descs)))
 	for i := uint32(0); i < n; i++ {
 		*s.tx.desc(s.tx.local + i) = descs[i]
@@ -431,9 +443,6 @@ func (s *Socket) Transmit(descs []Desc) int {
 	}
 	if int(n) < len(descs) {
 		s.txFull.Add(uint64(len(descs) - int(n)))
-	}
-	if !s.wakeup || s.tx.needWakeup() {
-		s.kickTx()
 	}
 	return int(n)
 }

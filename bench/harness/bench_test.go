@@ -99,19 +99,22 @@ func TestBench(t *testing.T) {
 		paths, sizes, runs, warmup = []string{report.PathEncap, report.PathDecap}, []string{"64"}, 3, time.Second
 	}
 	o := Options{
-		Systems:     envList("BENCH_SYSTEMS", []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS}),
-		Paths:       envList("BENCH_PATHS", paths),
-		Runs:        envInt(t, "BENCH_RUNS", runs),
-		Interval:    envDur(t, "BENCH_INTERVAL", interval),
-		Warmup:      envDur(t, "BENCH_WARMUP", warmup),
-		Flows:       envInt(t, "BENCH_FLOWS", 16),
-		GenCPU:      envInt(t, "BENCH_GEN_CPU", 0),
-		SwCPU:       envInt(t, "BENCH_SWITCH_CPU", 1),
-		Backend:     gen.Backend(envList("BENCH_BACKEND", []string{string(gen.BackendXSK)})[0]),
-		Log:         func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
-		Profile:     os.Getenv("BENCH_PROFILE") != "0",
-		ProfileTime: envDur(t, "BENCH_PROFILE_TIME", 2*time.Second),
-		PprofTime:   envDur(t, "BENCH_PPROF_TIME", 5*time.Second),
+		Systems:         envList("BENCH_SYSTEMS", []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS}),
+		Paths:           envList("BENCH_PATHS", paths),
+		Runs:            envInt(t, "BENCH_RUNS", runs),
+		Interval:        envDur(t, "BENCH_INTERVAL", interval),
+		Warmup:          envDur(t, "BENCH_WARMUP", warmup),
+		Flows:           envInt(t, "BENCH_FLOWS", 16),
+		GenCPU:          envInt(t, "BENCH_GEN_CPU", 0),
+		SwCPU:           envInt(t, "BENCH_SWITCH_CPU", 1),
+		Backend:         gen.Backend(envList("BENCH_BACKEND", []string{string(gen.BackendXSK)})[0]),
+		Log:             func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+		Profile:         os.Getenv("BENCH_PROFILE") != "0",
+		ProfileTime:     envDur(t, "BENCH_PROFILE_TIME", 2*time.Second),
+		PprofTime:       envDur(t, "BENCH_PPROF_TIME", 5*time.Second),
+		Latency:         os.Getenv("BENCH_LATENCY") != "0",
+		LatencyProbes:   envInt(t, "BENCH_LATENCY_PROBES", 200),
+		LatencyInterval: envDur(t, "BENCH_LATENCY_INTERVAL", 10*time.Millisecond),
 	}
 	for _, s := range envList("BENCH_SIZES", sizes) {
 		n, err := strconv.Atoi(s)

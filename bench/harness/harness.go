@@ -58,7 +58,13 @@ type Options struct {
 	// PprofDir keeps the pprof CPU profiles of xswitch (bench/swprof)
 	// taken after the runs on encap and decap; empty: a temporary directory.
 	PprofDir string
-	Log      func(format string, args ...any)
+	// Latency pings through xswitch and Open vSwitch after their runs at
+	// 64 bytes: LatencyProbes pings every LatencyInterval with no load,
+	// then as many at half of the forwarded rate.
+	Latency         bool
+	LatencyProbes   int
+	LatencyInterval time.Duration
+	Log             func(format string, args ...any)
 }
 
 // System is one switch under test.
@@ -113,6 +119,12 @@ func New(o Options) *Bench {
 	}
 	if o.PprofTime <= 0 {
 		o.PprofTime = 5 * time.Second
+	}
+	if o.LatencyProbes <= 0 {
+		o.LatencyProbes = 200
+	}
+	if o.LatencyInterval <= 0 {
+		o.LatencyInterval = 10 * time.Millisecond
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -231,10 +243,12 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		return
 	}
 	tp.NAPIPIDs = napi
-	if _, err := ThreadedNAPI(tp.Sink, tp.SinkIf, b.Opt.GenCPU); err != nil {
+	sinkNAPI, err := ThreadedNAPI(tp.Sink, tp.SinkIf, b.Opt.GenCPU)
+	if err != nil {
 		fail(err)
 		return
 	}
+	tp.SinkNAPIPIDs = sinkNAPI
 	if err := Learn(tp); err != nil {
 		fail(fmt.Errorf("learn: %w", err))
 		return
@@ -258,6 +272,12 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	recorded = true
+	var rs []report.Result
+	defer func() {
+		for _, r := range rs {
+			b.add(r)
+		}
+	}()
 	for i, size := range b.Opt.Sizes {
 		warmup := b.Opt.Warmup
 		if i == 0 {
@@ -270,7 +290,17 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 		if r.Error != "" {
 			t.Errorf("%s %s %d: %s", sys.Name(), path, size, r.Error)
 		}
-		b.add(r)
+		rs = append(rs, r)
+	}
+	for i := range rs {
+		// Last but for the profiles: the probes give the namespaces
+		// addresses.
+		if r := &rs[i]; b.Opt.Latency && r.Size == 64 && r.Mpps > 0 && sys.Name() != report.SystemCeiling {
+			r.Latency = b.latency(t, tp, r, ctr)
+			if r.Latency.Error != "" {
+				t.Errorf("%s %s latency: %s", sys.Name(), path, r.Latency.Error)
+			}
+		}
 	}
 	if pp, ok := sys.(Pprofer); ok && b.Opt.Profile && (path == report.PathEncap || path == report.PathDecap) {
 		// Last: it may restart the switch.
@@ -283,6 +313,12 @@ func (b *Bench) RunSystem(t *testing.T, sys System, path string) {
 // startGen opens the generator on tp for frames of size and runs it at
 // full speed until the returned stop is called.
 func (b *Bench) startGen(t *testing.T, tp *Topo, size int) (g *gen.Generator, stop func(), err error) {
+	return b.startGenWith(t, tp, size, nil)
+}
+
+// startGenWith is startGen with the generator's configuration changed by
+// set (a rate, a burst, ...).
+func (b *Bench) startGenWith(t *testing.T, tp *Topo, size int, set func(*gen.Config)) (g *gen.Generator, stop func(), err error) {
 	spec, err := Spec(tp, size, b.Opt.Flows)
 	if err != nil {
 		return nil, nil, err
@@ -292,7 +328,11 @@ func (b *Bench) startGen(t *testing.T, tp *Topo, size int) (g *gen.Generator, st
 		return nil, nil, err
 	}
 	if err := testnet.Do(tp.Gen, func() (err error) {
-		g, err = gen.Open(gen.Config{Interface: tp.GenIf, Frames: fs, CPU: b.Opt.GenCPU, Backend: b.Opt.Backend, Logger: zap.NewNop()})
+		c := gen.Config{Interface: tp.GenIf, Frames: fs, CPU: b.Opt.GenCPU, Backend: b.Opt.Backend, Logger: zap.NewNop()}
+		if set != nil {
+			set(&c)
+		}
+		g, err = gen.Open(c)
 		return err
 	}); err != nil {
 		return nil, nil, err
@@ -373,12 +413,14 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 	pids := func() []int { return append(NamespacePIDs(tp.SW), tp.NAPIPIDs...) }
 	var offered, cpuNs, cycles []float64
 	var cpuUtil []float64
+	var ctx []ctxRun
 	for run := 0; run < o.Runs; run++ {
 		var perf *PerfCycles
 		if b.perfOK {
 			perf = StartPerfCycles(o.SwCPU, o.Interval)
 		}
 		p := pids()
+		cm := newCtxMeter(NamespacePIDs(tp.SW), tp.NAPIPIDs, tp.SinkNAPIPIDs)
 		cpu0 := ProcCPU(p)
 		c0, err := ctr.Read()
 		if err != nil {
@@ -396,6 +438,7 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 		cpu1 := ProcCPU(p)
 		dt := t1.Sub(t0).Seconds()
 		d := c1.Sub(c0)
+		ctx = append(ctx, cm.done(d.Packets, t1.Sub(t0).Nanoseconds()))
 		mpps := float64(d.Packets) / dt / 1e6
 		r.RunsMpps = append(r.RunsMpps, mpps)
 		offered = append(offered, float64(s1-s0)/dt/1e6)
@@ -410,7 +453,9 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 			}
 		}
 		cpuUtil = append(cpuUtil, float64(cpu1-cpu0)/float64(t1.Sub(t0).Nanoseconds())*100)
-		o.Log("  %-8s %-6s %5d B  run %d: %7.3f Mpps forwarded, %7.3f Mpps offered", sys.Name(), tp.Path, size, run+1, mpps, offered[len(offered)-1])
+		cs := ctx[len(ctx)-1]
+		o.Log("  %-8s %-6s %5d B  run %d: %7.3f Mpps forwarded, %7.3f Mpps offered; ctx switches/kpkt vol/invol: switch %.1f/%.1f, fwd threads %.1f/%.1f, napi in %.1f/%.1f, out %.1f/%.1f",
+			sys.Name(), tp.Path, size, run+1, mpps, offered[len(offered)-1], cs.sw[0], cs.sw[1], cs.fwd[0], cs.fwd[1], cs.napiIn[0], cs.napiIn[1], cs.napiOut[0], cs.napiOut[1])
 	}
 	r.Finish(offered)
 	if o.Profile && size == 64 && (tp.Path == report.PathEncap || tp.Path == report.PathDecap) {
@@ -424,6 +469,7 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 			b.mu.Unlock()
 		}
 	}
+	r.CtxSw = ctxMedians(ctx)
 	r.CPUNsPerPkt = report.Median(cpuNs)
 	r.CPUUtilPct = report.Median(cpuUtil)
 	r.CyclesPerPkt = report.Median(cycles)

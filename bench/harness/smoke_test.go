@@ -23,6 +23,7 @@ func TestHarnessSmoke(t *testing.T) {
 		Paths: []string{report.PathEncap}, Sizes: []int{64}, Runs: 1,
 		Interval: 500 * time.Millisecond, Warmup: 300 * time.Millisecond,
 		Flows: 4, GenCPU: 0, SwCPU: 1, Log: t.Logf,
+		Latency: true, LatencyProbes: 20, LatencyInterval: 10 * time.Millisecond,
 	})
 	runMatrix(t, b, []string{report.SystemCeiling, report.SystemXswitch, report.SystemOVS})
 	b.Report.Compute()
@@ -32,6 +33,24 @@ func TestHarnessSmoke(t *testing.T) {
 	for _, r := range b.Report.Results {
 		if r.Error != "" || r.Mpps <= 0 || len(r.RunsMpps) != 1 || r.OfferedMpps <= 0 {
 			t.Errorf("%s %s: %+v", r.System, r.Path, r)
+		}
+	}
+	for _, r := range b.Report.Results {
+		// Context switches: the forwarding threads and the ingress NAPI
+		// thread sleep and wake while forwarding.
+		if c := r.CtxSw; c == nil || c.FwdVol+c.FwdInvol <= 0 || c.SwitchVol < c.FwdVol || c.NAPIInVol+c.NAPIInInvol <= 0 {
+			t.Errorf("%s: context switches %+v", r.System, r.CtxSw)
+		}
+		l := r.Latency
+		if r.System == report.SystemCeiling {
+			if l != nil {
+				t.Errorf("l2fwd (one direction only) has a latency: %+v", l)
+			}
+			continue
+		}
+		if l == nil || l.Error != "" || l.Idle.Replies < 15 || l.Half.Replies < 15 || l.Idle.MedianUs <= 0 || l.Half.P99Us < l.Half.MedianUs ||
+			l.HalfRateMpps <= 0 || l.HalfOfferedMpps <= 0 || l.HalfForwardedMpps <= 0 {
+			t.Errorf("%s latency: %+v", r.System, l)
 		}
 	}
 	x := b.Report.Results[1]

@@ -53,6 +53,7 @@ type Topo struct {
 	VMIfs         []string
 	UnderlayIf    string
 	NAPIPIDs      []int // kernel threads doing the switch's receive work (counted as switch CPU)
+	SinkNAPIPIDs  []int // kernel threads doing the sink's receive work (on the generator CPU)
 }
 
 // NewTopo builds the topology for path in fresh namespaces owned by t.

@@ -78,7 +78,7 @@ func portLine(p *vswitch.PortStatus) string {
 }
 
 func formatShow(w io.Writer, s *vswitch.Status) {
-	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v, poller_policy %s\n", s.Version, s.PID, s.CPUs, s.BusyPoll, s.PollerPolicy)
+	fmt.Fprintf(w, "xswitch %s (pid %d), cpus %v, busy_poll %v, poller_policy %s, poller_idle %s\n", s.Version, s.PID, s.CPUs, s.BusyPoll, s.PollerPolicy, idleLine(s.Idle))
 	if s.Revision != "" || s.StartedAt != "" {
 		rev := s.Revision
 		if s.Modified {
@@ -225,4 +225,20 @@ func offloadLines(w io.Writer, indent string, o []string) {
 	for _, l := range o {
 		fmt.Fprintf(w, "%soffload: %s\n", indent, l)
 	}
+}
+
+// idleLine describes the pollers' idle policy: "poll", "sleep (max 50µs,
+// step 1µs, poll after 2ms idle)", with the TX kick coalescing if on.
+func idleLine(st vswitch.IdleStatus) string {
+	s := st.Policy
+	if s == "" {
+		s = vswitch.IdlePoll
+	}
+	if st.Policy == vswitch.IdleSleep {
+		s += fmt.Sprintf(" (max %s, step %s, poll after %s idle)", st.SleepMax, st.SleepStep, st.SleepIdle)
+	}
+	if st.KickFrames > 0 {
+		s += fmt.Sprintf(", TX kicks every %d frames or %s", st.KickFrames, st.KickDelay)
+	}
+	return s
 }

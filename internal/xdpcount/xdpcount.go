@@ -1,8 +1,10 @@
 // Package xdpcount is the benchmarks' sink (make bench, xsk's
 // BenchmarkL2fwd): an XDP program that counts every frame (and its bytes) in
-// a per-CPU array and drops it, except ARP, which it counts apart and passes
-// to the kernel so that a sink namespace with an address can still answer a
-// switch's ARP requests. Counting at XDP is the cheapest way to receive: no
+// a per-CPU array and drops it, except ARP and ICMP (plain, or in Geneve
+// without options), which it counts apart and passes to the kernel so that
+// a sink namespace with an address can still answer a switch's ARP
+// requests and the benchmark's pings (latency probes, also through a
+// tunnel to a geneve device). Counting at XDP is the cheapest way to receive: no
 // socket, no copy, no wakeup.
 package xdpcount
 
@@ -21,7 +23,7 @@ import (
 // Counts are totals over all CPUs since the program was attached.
 type Counts struct {
 	Packets, Bytes uint64 // counted and dropped
-	Passed         uint64 // ARP frames passed to the kernel
+	Passed         uint64 // ARP and ICMP frames passed to the kernel
 }
 
 // Sub returns c - o.
@@ -57,6 +59,11 @@ func be16(v uint16) int32 {
 	return int32(binary.NativeEndian.Uint16(b[:]))
 }
 
+// geneveInnerIP is where the inner IPv4 header starts in a Geneve frame
+// without options over IPv4 without options: Ethernet 14, IPv4 20, UDP 8,
+// Geneve 8, inner Ethernet 14.
+const geneveInnerIP = 14 + 20 + 8 + 8 + 14
+
 func instructions(mapFD int) asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -70,8 +77,32 @@ func instructions(mapFD int) asm.Instructions {
 		asm.Add.Imm(asm.R4, 14),
 		asm.JGT.Reg(asm.R4, asm.R3, "count"),
 		asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
-		asm.JNE.Imm(asm.R5, be16(0x0806), "count"),
-		asm.Mov.Imm(asm.R8, slotPassed),
+		asm.JEq.Imm(asm.R5, be16(0x0806), "pass"), // ARP
+		asm.JNE.Imm(asm.R5, be16(0x0800), "count"),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, 34),
+		asm.JGT.Reg(asm.R4, asm.R3, "count"),
+		asm.LoadMem(asm.R5, asm.R2, 23, asm.Byte),
+		asm.JEq.Imm(asm.R5, 1, "pass"), // ICMP: the benchmark's latency probes
+		asm.JNE.Imm(asm.R5, 17, "count"),
+		// Geneve without options (outer IPv4 header of 20 bytes) carrying
+		// ARP or ICMP: probes through a tunnel, for the sink's geneve device.
+		asm.LoadMem(asm.R5, asm.R2, 14, asm.Byte),
+		asm.JNE.Imm(asm.R5, 0x45, "count"),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, geneveInnerIP+20),
+		asm.JGT.Reg(asm.R4, asm.R3, "count"),
+		asm.LoadMem(asm.R5, asm.R2, 36, asm.Half),
+		asm.JNE.Imm(asm.R5, be16(6081), "count"),
+		asm.LoadMem(asm.R5, asm.R2, 42, asm.Byte),
+		asm.And.Imm(asm.R5, 0x3f), // option length
+		asm.JNE.Imm(asm.R5, 0, "count"),
+		asm.LoadMem(asm.R5, asm.R2, geneveInnerIP-2, asm.Half),
+		asm.JEq.Imm(asm.R5, be16(0x0806), "pass"),
+		asm.JNE.Imm(asm.R5, be16(0x0800), "count"),
+		asm.LoadMem(asm.R5, asm.R2, geneveInnerIP+9, asm.Byte),
+		asm.JNE.Imm(asm.R5, 1, "count"),
+		asm.Mov.Imm(asm.R8, slotPassed).WithSymbol("pass"),
 		asm.Mov.Imm(asm.R9, xdpPass),
 		asm.StoreMem(asm.RFP, -4, asm.R8, asm.Word).WithSymbol("count"),
 		asm.LoadMapPtr(asm.R1, mapFD),

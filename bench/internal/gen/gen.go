@@ -44,6 +44,10 @@ type Config struct {
 	RingSize   int    // TX ring size; default 2048
 	ZeroCopy   string // "auto" (default), "on", "off"
 	XDPMode    string // "auto" (default), "native", "generic"
+	// KernelRX leaves frames arriving on the interface to the kernel (the
+	// AF_XDP backend otherwise steers them all to its socket, which takes
+	// none): replies to pings sent beside the load (latency probes).
+	KernelRX bool
 
 	Logger *zap.Logger
 }

@@ -2,10 +2,15 @@ package gen
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"xswitch/xsk"
 )
+
+// noRXAddr is the tunnel address of a KernelRX generator's steering
+// program: no frame is sent to it, so every frame goes to the kernel.
+var noRXAddr = netip.MustParseAddr("198.19.255.254")
 
 // xskTx transmits on the first socket of an AF_XDP port. Every UMEM frame
 // holds one prebuilt frame for good; completed addresses go back into a FIFO
@@ -44,8 +49,14 @@ func openXSK(c *Config) (txer, error) {
 	case "generic":
 		xm = xsk.XDPGeneric
 	}
-	p, err := u.OpenPort(xsk.PortConfig{Interface: c.Interface, Role: xsk.RoleLocal, RingSize: c.RingSize,
-		ZeroCopy: zc, XDPMode: xm, Logger: c.Logger})
+	pc := xsk.PortConfig{Interface: c.Interface, Role: xsk.RoleLocal, RingSize: c.RingSize,
+		ZeroCopy: zc, XDPMode: xm, Logger: c.Logger}
+	if c.KernelRX {
+		// The underlay role steers only Geneve to its local addresses to
+		// the socket: with an address nobody sends to, nothing.
+		pc.Role, pc.LocalIPs = xsk.RoleUnderlay, []netip.Addr{noRXAddr}
+	}
+	p, err := u.OpenPort(pc)
 	if err != nil {
 		u.Close()
 		return nil, fmt.Errorf("gen: %w", err)

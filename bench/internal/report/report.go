@@ -77,11 +77,75 @@ type Result struct {
 	CPUUtilPct   float64 `json:"cpu_util_pct,omitempty"`   // switch process CPU time / wall time, %
 	CyclesPerPkt float64 `json:"cycles_per_pkt,omitempty"` // perf stat -C <cpu> -e cycles per forwarded packet, where perf works
 
+	// CtxSw is the context switches per 1000 forwarded packets (medians
+	// of the runs); Latency the round trips through the switch (64 bytes,
+	// xswitch and Open vSwitch).
+	CtxSw   *CtxSwitches `json:"ctx_switches_per_kpkt,omitempty"`
+	Latency *Latency     `json:"latency,omitempty"`
+
 	RatioOVS     float64 `json:"ratio_to_ovs,omitempty"`     // Mpps / OVS Mpps (same path and size)
 	RatioCeiling float64 `json:"ratio_to_ceiling,omitempty"` // Mpps / l2fwd Mpps (same size)
 
 	Mode  string `json:"mode,omitempty"`  // how the system ran its ports (e.g. AF_XDP copy, XDP native)
 	Error string `json:"error,omitempty"` // why there is no figure
+}
+
+// CtxSwitches are voluntary (the thread slept) and involuntary (it was
+// preempted) context switches per 1000 forwarded packets, read from
+// /proc/<pid>/task/<tid>/status over each run.
+type CtxSwitches struct {
+	// Every thread of the system's processes in the switch namespace.
+	SwitchVol   float64 `json:"switch_vol"`
+	SwitchInvol float64 `json:"switch_invol"`
+	// Its forwarding threads: Open vSwitch's PMD threads; for xswitch and
+	// l2fwd the threads that used at least 10 % of a CPU in the run.
+	FwdVol   float64 `json:"fwd_vol"`
+	FwdInvol float64 `json:"fwd_invol"`
+	// The NAPI threads of the switch's ingress veth (on the switch CPU:
+	// they fill its RX ring) and of the sink's veth (on the generator CPU:
+	// each of the switch's transmit kicks may wake them, an IPI away).
+	NAPIInVol    float64 `json:"napi_in_vol"`
+	NAPIInInvol  float64 `json:"napi_in_invol"`
+	NAPIOutVol   float64 `json:"napi_out_vol"`
+	NAPIOutInvol float64 `json:"napi_out_invol"`
+}
+
+// Latency is the round-trip time of pings through the switch (there and
+// back: both of its ports' pollers), with no load and with the generator
+// at half of the rate the system forwarded.
+type Latency struct {
+	Method     string  `json:"method"`
+	Probes     int     `json:"probes"`
+	IntervalMs float64 `json:"interval_ms"`
+	Idle       RTT     `json:"idle"`
+	Half       RTT     `json:"half_load"`
+	// HalfRateMpps is the generator's target rate (half of Mpps), Offered
+	// what it sent and Forwarded what the sink counted meanwhile.
+	HalfRateMpps      float64 `json:"half_rate_mpps"`
+	HalfOfferedMpps   float64 `json:"half_offered_mpps"`
+	HalfForwardedMpps float64 `json:"half_forwarded_mpps"`
+	Error             string  `json:"error,omitempty"`
+}
+
+// RTT sums up one series of pings, in microseconds.
+type RTT struct {
+	MedianUs float64 `json:"median_us"`
+	P99Us    float64 `json:"p99_us"`
+	MaxUs    float64 `json:"max_us"`
+	Replies  int     `json:"replies"`
+	Lost     int     `json:"lost"`
+}
+
+// Percentile returns the p-th percentile (0..100, nearest rank) of xs (0
+// for none). xs is not modified.
+func Percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
 }
 
 // Finish computes the median, spread, Gbps and loss from the runs.
@@ -165,7 +229,7 @@ func (rep *Report) Compute() {
 	for _, p := range []string{PathEncap, PathDecap} {
 		for _, g := range []Goal{
 			{What: "xswitch ≥ 1.5× OVS AF_XDP", Against: SystemOVS, Target: 1.5},
-			{What: "xswitch ≥ 0.9× xsk l2fwd ceiling", Against: SystemCeiling, Target: 0.9},
+			{What: "xswitch ≥ 0.95× xsk l2fwd ceiling", Against: SystemCeiling, Target: 0.95},
 		} {
 			g.Path, g.Size = p, 64
 			x := rep.find(SystemXswitch, p, 64)
@@ -238,27 +302,65 @@ func (rep *Report) sorted() []Result {
 // Table writes the results as an aligned text table, then the goals.
 func (rep *Report) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tsize\tsystem\tMpps\tspread\tGbps\toffered\tloss\tCPU ns/pkt\tcycles/pkt\t×OVS\t×l2fwd\t")
+	if rep.Host.CPU != "" {
+		fmt.Fprintf(w, "CPU: %s (%d CPUs), Linux %s, %s\n", rep.Host.CPU, rep.Host.NumCPU, rep.Host.Kernel, rep.Host.Go)
+	}
+	fmt.Fprintln(tw, "path\tsize\tsystem\tMpps\tspread\tGbps\toffered\tloss\tCPU ns/pkt\tcycles/pkt\t×OVS\t×l2fwd\tcs/kpkt sw v/i\tfwd v/i\tnapi-in v/i\tnapi-out v/i\t")
 	for _, r := range rep.sorted() {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\t\n", r.Path, r.Size, r.System, firstLine(r.Error))
+			fmt.Fprintf(tw, "%s\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Path, r.Size, r.System, firstLine(r.Error))
 			continue
 		}
 		cyc := "-"
 		if r.CyclesPerPkt > 0 {
 			cyc = fmt.Sprintf("%.0f", r.CyclesPerPkt)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.1f%%\t%.2f\t%.3f\t%.1f%%\t%.0f\t%s\t%s\t%s\t\n",
+		cs := [4]string{"-", "-", "-", "-"}
+		if c := r.CtxSw; c != nil {
+			vi := func(v, i float64) string { return fmt.Sprintf("%.1f/%.1f", v, i) }
+			cs = [4]string{vi(c.SwitchVol, c.SwitchInvol), vi(c.FwdVol, c.FwdInvol), vi(c.NAPIInVol, c.NAPIInInvol), vi(c.NAPIOutVol, c.NAPIOutInvol)}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.1f%%\t%.2f\t%.3f\t%.1f%%\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Path, r.Size, r.System, r.Mpps, r.SpreadPct, r.Gbps, r.OfferedMpps, r.LossPct,
-			r.CPUNsPerPkt, cyc, ratio(r.RatioOVS), ratio(r.RatioCeiling))
+			r.CPUNsPerPkt, cyc, ratio(r.RatioOVS), ratio(r.RatioCeiling), cs[0], cs[1], cs[2], cs[3])
 	}
 	tw.Flush()
+	rep.latencyTable(w)
 	if len(rep.Goals) > 0 {
 		fmt.Fprintln(w, "\ngoals (64-byte frames):")
 		for _, g := range rep.Goals {
 			fmt.Fprintf(w, "  %-6s %-34s %s\n", g.Path, g.What, g.Verdict())
 		}
 	}
+}
+
+// latencyTable writes the round trips through the switch, where measured.
+func (rep *Report) latencyTable(w io.Writer) {
+	var rows []Result
+	for _, r := range rep.sorted() {
+		if r.Latency != nil {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nround trip through the switch (ICMP echo there and back, µs: median / p99 (replies of %d)):\n", rows[0].Latency.Probes)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tsystem\tno load\thalf load\thalf-load rate (target/offered/forwarded Mpps)\t")
+	for _, r := range rows {
+		l := r.Latency
+		if l.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\terror: %s\t\t\t\n", r.Path, r.System, firstLine(l.Error))
+			continue
+		}
+		rtt := func(x RTT) string {
+			return fmt.Sprintf("%.0f / %.0f (%d)", x.MedianUs, x.P99Us, x.Replies)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f / %.3f / %.3f\t\n", r.Path, r.System, rtt(l.Idle), rtt(l.Half),
+			l.HalfRateMpps, l.HalfOfferedMpps, l.HalfForwardedMpps)
+	}
+	tw.Flush()
 }
 
 // Verdict is "met (1.62×)", "NOT met (0.81×)" or "not measured".
