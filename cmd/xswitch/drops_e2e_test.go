@@ -172,7 +172,14 @@ func storm(t *testing.T, ns, ifname string, cpu, frames int, mac string) int {
 	f[12], f[13] = 0x88, 0xb5
 	ok := 0
 	err = testnet.Do(ns, func() error {
-		var set unix.CPUSet
+		// The thread goes back to Go's pool afterwards: restore its
+		// affinity, or every process forked from it later (ip, the
+		// xswitch binary, demo.sh) inherits the pinning.
+		var orig, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return fmt.Errorf("CPU affinity: %w", err)
+		}
+		defer unix.SchedSetaffinity(0, &orig)
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			return fmt.Errorf("pin the sender to CPU %d: %w", cpu, err)
