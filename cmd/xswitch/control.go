@@ -21,14 +21,26 @@ import (
 )
 
 // The control protocol: the client connects, writes one command line
-// ("show", "fdb" or "stats"), and reads one JSON object, {"error": "..."} or
-// {"data": ...}; then the server closes the connection.
+// ("show", "fdb", "stats", "reload" or "fdb-flush [BRIDGE]"), and reads one
+// JSON object, {"error": "..."} or {"data": ...}; then the server closes
+// the connection.
 
 // controlled is what the control server asks (control path only).
 type controlled interface {
 	Status() vswitch.Status
 	FDB() []vswitch.FDBEntry
 	Stats() vswitch.Stats
+}
+
+// fdbFlusher is a controlled switch that can forget learned MACs.
+type fdbFlusher interface {
+	FlushFDB(bridge string) (int, error)
+}
+
+// FlushReply is the data of a fdb-flush reply.
+type FlushReply struct {
+	Bridge  string `json:"bridge,omitempty"` // "" = every bridge
+	Removed int    `json:"removed"`
 }
 
 type response struct {
@@ -54,7 +66,9 @@ type controlServer struct {
 	// and the switch can be closed under no one.
 	mu sync.RWMutex
 	sw controlled
-	wg sync.WaitGroup
+	// reload re-reads the configuration file and applies it (cmdRun).
+	reload func() (*vswitch.ReloadResult, error)
+	wg     sync.WaitGroup
 	// conns are the open connections, so that close does not wait for an
 	// idle client's deadline.
 	connMu  sync.Mutex
@@ -205,6 +219,10 @@ func (s *controlServer) handle(c net.Conn) {
 func (s *controlServer) answer(cmd string) response {
 	var resp response
 	var data any
+	args := strings.Fields(cmd)
+	if len(args) > 0 {
+		cmd = args[0]
+	}
 	s.mu.RLock()
 	switch sw := s.sw; {
 	case sw == nil:
@@ -215,8 +233,17 @@ func (s *controlServer) answer(cmd string) response {
 		data = sw.FDB()
 	case cmd == "stats":
 		data = sw.Stats()
+	case cmd == "reload" && s.reload != nil:
+		r, err := s.reload()
+		if err != nil {
+			resp.Error = err.Error()
+		} else {
+			data = r
+		}
+	case cmd == "fdb-flush" && len(args) <= 2:
+		data, resp.Error = flushFDB(sw, args[1:])
 	default:
-		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb or stats", cmd)
+		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, stats, reload or fdb-flush [BRIDGE]", cmd)
 	}
 	s.mu.RUnlock()
 	if data != nil {
@@ -228,6 +255,24 @@ func (s *controlServer) answer(cmd string) response {
 		}
 	}
 	return resp
+}
+
+// flushFDB runs fdb-flush [BRIDGE].
+func flushFDB(sw controlled, args []string) (any, string) {
+	f, ok := sw.(fdbFlusher)
+	if !ok {
+		return nil, "fdb-flush is not supported by this switch"
+	}
+	var r FlushReply
+	if len(args) == 1 {
+		r.Bridge = args[0]
+	}
+	n, err := f.FlushFDB(r.Bridge)
+	if err != nil {
+		return nil, err.Error()
+	}
+	r.Removed = n
+	return r, ""
 }
 
 // close stops listening (removing a filesystem socket), cuts the open

@@ -2,7 +2,7 @@
 //
 //	xswitch run --config FILE      run the switch in the foreground
 //	xswitch check --config FILE    validate a configuration and exit
-//	xswitch ctl [--socket S] show|fdb|stats [--json]
+//	xswitch ctl [--socket S] show|fdb|stats|reload|fdb-flush [BRIDGE] [--json]
 //	xswitch version
 package main
 
@@ -30,11 +30,14 @@ var version = "dev"
 
 const usage = `usage:
   xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it,
-                                            a second one forces the exit; SIGHUP is ignored)
+                                            a second one forces the exit; SIGHUP reloads FILE)
   xswitch check --config FILE               validate a configuration file and exit
   xswitch ctl [--socket S] show|fdb|stats [--json]
                                             ask the running switch (default socket @xswitch,
                                             the instance of this network namespace)
+  xswitch ctl [--socket S] reload           re-read the configuration file and apply the changes
+  xswitch ctl [--socket S] fdb-flush [BRIDGE]
+                                            forget the learned MACs (static ones stay)
   xswitch version
 `
 
@@ -169,15 +172,24 @@ func cmdRun(args []string, stderr io.Writer) int {
 		sw.Close()
 		return 1
 	}
+	reload := reloader(path, sw, log)
+	srv.reload = reload
 	srv.attach(sw)
 	ms.serve(sw)
 	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket), zap.String("version", version))
 	code := 0
-	select {
-	case <-sigs.stop:
-	case err := <-sw.Failed():
-		log.Error("switch failed", zap.Error(err))
-		code = 1
+wait:
+	for {
+		select {
+		case <-sigs.stop:
+			break wait
+		case <-sigs.hup:
+			_, _ = reload() // logged by reloader
+		case err := <-sw.Failed():
+			log.Error("switch failed", zap.Error(err))
+			code = 1
+			break wait
+		}
 	}
 	// Detaching waits for the control requests in flight: none may read
 	// the switch while Close releases it.
@@ -217,20 +229,20 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 			rest = append(rest, a)
 		}
 	}
-	if len(rest) != 1 {
-		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats\n"+usage)
+	if len(rest) == 0 || len(rest) > 2 || (len(rest) == 2 && rest[0] != "fdb-flush") {
+		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats, reload, fdb-flush [BRIDGE]\n"+usage)
 		return 2
 	}
 	cmd := rest[0]
 	switch cmd {
-	case "show", "fdb", "stats":
+	case "show", "fdb", "stats", "reload", "fdb-flush":
 	default:
-		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats\n", cmd)
+		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats (or reload, fdb-flush [BRIDGE])\n", cmd)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	data, err := request(ctx, sock, cmd)
+	data, err := request(ctx, sock, strings.Join(rest, " "))
 	if err != nil {
 		fmt.Fprintf(stderr, "xswitch ctl %s: %v\n", cmd, err)
 		return 1
@@ -264,16 +276,17 @@ var forceExit = os.Exit
 
 // signals handles the daemon's signals. The first SIGINT or SIGTERM closes
 // stop; a second one exits at once (status 1), for a shutdown that hangs.
-// SIGHUP is logged and ignored: there is no configuration reload, and its
-// default action would kill the daemon without clean-up.
+// SIGHUP asks for a reload of the configuration file (hup; several pending
+// make one reload; one during start-up or shutdown is logged and dropped).
 type signals struct {
 	ch   chan os.Signal
 	stop chan struct{}
+	hup  chan struct{}
 	done chan struct{}
 }
 
 func catchSignals(log *zap.Logger) *signals {
-	s := &signals{ch: make(chan os.Signal, 4), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &signals{ch: make(chan os.Signal, 4), stop: make(chan struct{}), hup: make(chan struct{}, 1), done: make(chan struct{})}
 	signal.Notify(s.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go s.loop(log)
 	return s
@@ -288,7 +301,11 @@ func (s *signals) loop(log *zap.Logger) {
 		case sig := <-s.ch:
 			switch {
 			case sig == syscall.SIGHUP:
-				log.Warn("SIGHUP ignored: xswitch does not reload its configuration; restart it to apply a change")
+				log.Info("SIGHUP: reloading the configuration")
+				select {
+				case s.hup <- struct{}{}:
+				default: // a reload is pending already
+				}
 			case !stopping:
 				stopping = true
 				log.Info("stopping", zap.Stringer("signal", sig))
@@ -300,6 +317,25 @@ func (s *signals) loop(log *zap.Logger) {
 				forceExit(1)
 			}
 		}
+	}
+}
+
+// reloader re-reads the configuration file and applies it to sw, for `ctl
+// reload` and SIGHUP; the outcome is logged either way.
+func reloader(path string, sw *vswitch.Switch, log *zap.Logger) func() (*vswitch.ReloadResult, error) {
+	return func() (*vswitch.ReloadResult, error) {
+		cfg, err := vswitch.LoadConfig(path)
+		if err == nil {
+			var r *vswitch.ReloadResult
+			if r, err = sw.Apply(cfg); err == nil {
+				log.Info("reloaded", zap.String("config", path), zap.Uint64("generation", r.Generation))
+				return r, nil
+			}
+		}
+		var b strings.Builder
+		printConfigError(&b, path, err)
+		log.Error("reload refused; nothing was changed", zap.String("config", path), zap.Error(err))
+		return nil, errors.New(strings.TrimSuffix(strings.TrimPrefix(b.String(), "xswitch: "), "\n"))
 	}
 }
 
