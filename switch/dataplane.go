@@ -46,8 +46,12 @@ type dataPlane struct {
 	spare      []*xsk.Cache
 	nextIdx    int // round robin of CPUs and transmit sockets
 	running    bool
-	stop       atomic.Bool
-	wg         sync.WaitGroup
+	// busy and policy are the pollers' busy_poll and poller_policy (restart
+	// only: read by the pollers without a lock).
+	busy   bool
+	policy string
+	stop   atomic.Bool
+	wg     sync.WaitGroup
 }
 
 // poller serves one queue of one AF_XDP port.
@@ -156,6 +160,7 @@ func (d *dataPlane) open(s *Switch, xps []*portRes) error {
 	d.s = s
 	d.xports = map[int]*xsk.Port{}
 	c := s.cfg
+	d.busy, d.policy = c.BusyPoll, c.PollerPolicy
 	nsock, need := 0, 0
 	for _, pr := range xps {
 		pc, _, err := d.portConfig(pr, c)
@@ -552,7 +557,7 @@ func (p *poller) run() {
 			log.Warn("cannot pin poller", zap.String("port", p.port.name), zap.Int("queue", p.sock.Queue()), zap.Int("cpu", p.cpu), zap.Error(err))
 		}
 	}
-	if p.dp.s.cfg.PollerPolicy == PolicyBatch {
+	if p.dp.policy == PolicyBatch {
 		// The thread is locked: sched_setattr(0) sets its policy only.
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
 		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
@@ -593,7 +598,7 @@ func (p *poller) loop() error {
 	c := p.core
 	log := p.dp.s.log
 	fab := &p.dp.s.fab
-	busy := p.dp.s.cfg.BusyPoll
+	busy := p.dp.busy
 	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
 	for !p.dp.stop.Load() && !p.quit.Load() {

@@ -99,21 +99,17 @@ func stateOfFlags(flags uint32) string {
 	return linkDown
 }
 
-// event handles one link message.
+// event handles one link message of a port's name by looking at the
+// interface as it is now: events queue up (a device is created down and
+// then set up, deleted and made again), and acting on an old one's flags
+// would log states long gone.
 func (w *linkWatch) event(u netlink.LinkUpdate) {
 	s := w.s
-	name := u.Attrs().Name
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	pr := s.ports[name]
-	if pr == nil || s.closed.Load() {
-		return
+	if pr := s.ports[u.Attrs().Name]; pr != nil && !s.closed.Load() {
+		w.resyncPort(pr)
 	}
-	if u.Header.Type == unix.RTM_DELLINK {
-		w.gone(pr, "interface deleted")
-		return
-	}
-	w.present(pr, int(u.Index), stateOfFlags(u.Flags))
 }
 
 // resync compares one port with the interface of its name.

@@ -242,5 +242,5 @@ func tunnelName(r tunRef) string {
 	return s + ")"
 }
 
-// hasAddr reports whether ps holds p.
+// hasPrefix reports whether ps holds p.
 func hasPrefix(ps []netip.Prefix, p netip.Prefix) bool { return slices.Contains(ps, p) }

@@ -452,11 +452,14 @@ func (s *Switch) Close() error {
 	}
 	close(s.stop)
 	var errs []error
+	// A reload or link event in progress finishes first; later ones see
+	// closed and do nothing, so no poller starts once they are stopped.
+	s.applyMu.Lock()
 	if err := s.dp.stopPollers(); err != nil {
 		errs = append(errs, err)
 	}
+	s.applyMu.Unlock()
 	s.wg.Wait()
-	// A reload or link event in progress finishes first.
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.mu.Lock()

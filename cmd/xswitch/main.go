@@ -334,7 +334,7 @@ func reloader(path string, sw *vswitch.Switch, log *zap.Logger) func() (*vswitch
 		}
 		var b strings.Builder
 		printConfigError(&b, path, err)
-		log.Error("reload refused; nothing was changed", zap.String("config", path), zap.Error(err))
+		log.Warn("reload refused; nothing was changed", zap.String("config", path), zap.Error(err))
 		return nil, errors.New(strings.TrimSuffix(strings.TrimPrefix(b.String(), "xswitch: "), "\n"))
 	}
 }

@@ -217,7 +217,7 @@ func TestReloadKeepsForwarding(t *testing.T) {
 }
 
 func withRemotes(b bridgeSpec, r ...netip.Addr) bridgeSpec { b.remotes = r; return b }
-func withPorts(b bridgeSpec, p ...string) bridgeSpec      { b.ports = p; return b }
+func withPorts(b bridgeSpec, p ...string) bridgeSpec       { b.ports = p; return b }
 
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
