@@ -400,6 +400,17 @@ func (d *dataPlane) stopPort(id int) {
 	d.tapPollers = keepT
 }
 
+// pollerStopped reports whether a poller of port id has stopped on its
+// own (a socket error).
+func (d *dataPlane) pollerStopped(id int) bool {
+	for _, p := range d.pollers {
+		if p.pid == id && p.passed(^uint64(0)) {
+			return true
+		}
+	}
+	return false
+}
+
 // retire keeps a stopped core's counters and its cache (Switch.mu held).
 func (d *dataPlane) retire(c *core, cache *xsk.Cache) {
 	d.retired.add(c)

@@ -147,8 +147,13 @@ func (w *linkWatch) resyncPort(pr *portRes) {
 // and state: attach an absent local port, re-attach one whose interface
 // was replaced, log up/down changes.
 func (w *linkWatch) present(pr *portRes, ifindex int, state string) {
-	if pr.kind == kindLocal && pr.xp != nil && pr.ifidx != ifindex {
+	switch {
+	case pr.kind == kindLocal && pr.xp != nil && pr.ifidx != ifindex:
 		w.gone(pr, "interface replaced")
+	case pr.kind == kindLocal && pr.xp != nil && w.s.dp.pollerStopped(pr.id):
+		// A poller gave up on a socket whose interface is still there:
+		// open the port afresh rather than leave a queue unserved.
+		w.gone(pr, "a poller of the port stopped")
 	}
 	if pr.kind == kindLocal && pr.link == linkAbsent {
 		w.attach(pr, state)
