@@ -56,8 +56,12 @@ type BatchHistogram struct {
 // BatchHistograms sums the pollers' batch size histograms per port, in the
 // order of the switch's ports; ports without a poller are left out.
 func (s *Switch) BatchHistograms() []BatchHistogram {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f := s.cur()
 	byPort := map[*port]*BatchHistogram{}
-	histOf := func(p *port) *BatchHistogram {
+	histOf := func(id int) *BatchHistogram {
+		p := f.ports[id]
 		if byPort[p] == nil {
 			byPort[p] = &BatchHistogram{Port: p.name, Kind: p.kind.String()}
 			if p.br != nil {
@@ -67,13 +71,13 @@ func (s *Switch) BatchHistograms() []BatchHistogram {
 		return byPort[p]
 	}
 	for _, pl := range s.dp.pollers {
-		pl.hist.addTo(histOf(pl.port))
+		pl.hist.addTo(histOf(pl.pid))
 	}
 	for _, tp := range s.dp.tapPollers {
-		tp.hist.addTo(histOf(tp.port))
+		tp.hist.addTo(histOf(tp.pid))
 	}
 	out := make([]BatchHistogram, 0, len(byPort))
-	for _, p := range s.f.ports {
+	for _, p := range livePorts(f) {
 		if h := byPort[p]; h != nil {
 			out = append(out, *h)
 		}

@@ -12,11 +12,13 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"xswitch/flowtable"
 	"xswitch/geneve"
 	"xswitch/xsk"
 )
@@ -152,6 +154,9 @@ type BridgeConfig struct {
 	Ports []string `yaml:"ports"`
 	// Tunnels are the remote endpoints of this bridge.
 	Tunnels []TunnelConfig `yaml:"tunnels"`
+	// StaticMACs are MAC table entries that never age and are never moved
+	// by learning, each to a port or a tunnel of this bridge.
+	StaticMACs []StaticMACConfig `yaml:"static_macs"`
 
 	Prefixes []netip.Prefix `yaml:"-"` // parsed Address + Addresses
 	HWAddr   []byte         `yaml:"-"` // parsed MAC, nil if none
@@ -171,6 +176,18 @@ type TunnelConfig struct {
 
 	Remote     netip.Addr      `yaml:"-"`
 	GenOptions []geneve.Option `yaml:"-"`
+}
+
+// StaticMACConfig is one static MAC entry: to Port (a local port of the
+// bridge, or its internal port: the bridge's name) or to Tunnel (the
+// remote_ip of one of the bridge's tunnels).
+type StaticMACConfig struct {
+	MAC    string `yaml:"mac"`
+	Port   string `yaml:"port"`
+	Tunnel string `yaml:"tunnel"`
+
+	Addr   flowtable.MAC `yaml:"-"` // parsed MAC
+	Remote netip.Addr    `yaml:"-"` // parsed Tunnel
 }
 
 // OptionConfig is one Geneve option to send.
@@ -518,6 +535,7 @@ func (c *Config) Validate() error {
 				bad(tf+".options", "%d bytes in all; Geneve carries at most %d bytes of options", len(optBytes), geneve.MaxOptionsLen)
 			}
 		}
+		validateStaticMACs(bf, b, remotes, bad)
 		if len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff {
 			b.VNI = uint32(b.Tunnels[0].Key)
 			if prev, ok := vnis[b.VNI]; ok {
@@ -527,6 +545,60 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateStaticMACs checks a bridge's static_macs: unicast MACs, each once,
+// each to exactly one port or tunnel of that bridge.
+func validateStaticMACs(bf string, b *BridgeConfig, remotes map[netip.Addr]int, bad func(string, string, ...any)) {
+	seen := map[flowtable.MAC]int{}
+	for i := range b.StaticMACs {
+		sm := &b.StaticMACs[i]
+		f := fmt.Sprintf("%s.static_macs[%d]", bf, i)
+		sm.Addr, sm.Remote = 0, netip.Addr{}
+		m, err := parseMAC(sm.MAC)
+		if err != nil {
+			bad(f+".mac", "%q is not a unicast Ethernet address; write e.g. 02:00:00:00:00:01", sm.MAC)
+		} else {
+			sm.Addr = flowtable.MACFrom(m)
+			if prev, ok := seen[sm.Addr]; ok {
+				bad(f+".mac", "%s is also static_macs[%d]; list each MAC once", sm.Addr, prev)
+			}
+			seen[sm.Addr] = i
+			if b.HWAddr != nil && flowtable.MACFrom(b.HWAddr) == sm.Addr && sm.Port != b.Name {
+				bad(f+".mac", "%s is the internal port's mac; it is static on the internal port already", sm.Addr)
+			}
+		}
+		switch {
+		case sm.Port == "" && sm.Tunnel == "":
+			bad(f, "no destination; write port: NAME (a port of %s) or tunnel: REMOTE_IP (one of its tunnels)", b.Name)
+		case sm.Port != "" && sm.Tunnel != "":
+			bad(f, "both port and tunnel given; a static MAC has one destination: keep one of the two")
+		case sm.Port != "":
+			if !slices.Contains(b.Ports, sm.Port) && !(b.HasInternal() && sm.Port == b.Name) {
+				bad(f+".port", "%q is not a port of bridge %s; write one of its ports (%s)", sm.Port, b.Name, strings.Join(bridgePortNames(b), ", "))
+			}
+		default:
+			a, err := netip.ParseAddr(sm.Tunnel)
+			if err != nil {
+				bad(f+".tunnel", "%q is not an IP address; write the remote_ip of one of the bridge's tunnels", sm.Tunnel)
+				break
+			}
+			if _, ok := remotes[a.Unmap()]; !ok {
+				bad(f+".tunnel", "%v is not the remote_ip of a tunnel of bridge %s; add the tunnel or write one of its remotes", a, b.Name)
+				break
+			}
+			sm.Remote = a.Unmap()
+		}
+	}
+}
+
+// bridgePortNames are the names a static MAC of b may go to.
+func bridgePortNames(b *BridgeConfig) []string {
+	names := append([]string(nil), b.Ports...)
+	if b.HasInternal() {
+		names = append(names, b.Name)
+	}
+	return names
 }
 
 func hasFamily(addrs []netip.Addr, a netip.Addr) bool {

@@ -27,6 +27,8 @@ const (
 	dropRunt                                                          // inner/local frame shorter than an Ethernet header
 	dropVnetHeader                                                    // internal port: virtio-net header that does not fit its frame
 	dropOwnMAC                                                        // source MAC is a static entry of another port (the switch's own MAC claimed)
+	dropPortAbsent                                                    // destination local port's interface is gone (link events)
+	dropStaticMAC                                                     // source MAC is a configured static entry (static_macs) of another port or tunnel
 	numDropReasons
 )
 
@@ -41,6 +43,7 @@ func init() {
 		dropNoNeighbour: "no_neighbour", dropTxFull: "tx_ring_full", dropNoFrame: "no_frame",
 		dropTAPWrite: "tap_write", dropBadSrcMAC: "bad_source_mac", dropSamePort: "same_port",
 		dropSplitHorizon: "split_horizon", dropRunt: "runt", dropVnetHeader: "bad_vnet_header", dropOwnMAC: "own_mac",
+		dropPortAbsent: "port_absent", dropStaticMAC: "static_mac",
 	} {
 		dropNames[r] = n
 	}

@@ -32,7 +32,9 @@ type txQueue struct {
 // long a stop takes).
 const idleWait = 20 * time.Millisecond
 
-// dataPlane holds the UMEM, the AF_XDP ports and the pollers.
+// dataPlane holds the UMEM, the AF_XDP ports and the pollers. Its lists
+// change under Switch.mu (write lock; Status and Stats read them under the
+// read lock), and only from the goroutine that holds Switch.applyMu.
 type dataPlane struct {
 	s          *Switch
 	umem       *xsk.Umem
@@ -41,37 +43,66 @@ type dataPlane struct {
 	txcsum     map[int]txCsumPlan // by port id (AF_XDP ports)
 	pollers    []*poller
 	tapPollers []*tapPoller
-	all        []*core
-	stop       atomic.Bool
-	wg         sync.WaitGroup
+	all        []*core     // cores of the running pollers
+	retired    retiredCtrs // counters of pollers that stopped
+	spare      []*xsk.Cache
+	nextIdx    int // round robin of CPUs and transmit sockets
+	running    bool
+	// busy and policy are the pollers' busy_poll and poller_policy (restart
+	// only: read by the pollers without a lock).
+	busy   bool
+	policy string
+	stop   atomic.Bool
+	wg     sync.WaitGroup
 }
 
 // poller serves one queue of one AF_XDP port.
 type poller struct {
 	dp    *dataPlane
-	port  *port
+	pid   int   // port id
+	port  *port // in the generation the poller uses (its own field)
 	sock  *xsk.Socket
 	cache *xsk.Cache
 	core  *core
 	cpu   int
 	txIdx int
-	dests []int // AF_XDP port ids this poller may transmit to
 	hist  batchHist
 	idle  pollidle.State // the idle policy at work (switch/idle.go)
+	gate
+}
+
+// gate is how a poller takes part in generation changes: quit asks it to
+// stop, seen is the generation it uses (it has finished with every older
+// one), done is closed when it has stopped.
+type gate struct {
+	quit atomic.Bool
+	seen atomic.Uint64
+	done chan struct{}
+}
+
+// passed reports whether the poller no longer uses generations before gen.
+func (g *gate) passed(gen uint64) bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return g.seen.Load() >= gen
+	}
 }
 
 // tapPoller reads an internal port.
 type tapPoller struct {
 	dp    *dataPlane
+	pid   int
 	port  *port
 	cache *xsk.Cache
 	core  *core
 	txIdx int
-	dests []int
 	buf   []byte // one read: virtio-net header and a frame of up to 64 KB
 	seg   offload.Segmenter
 	batch []desc // frames read (segments) to forward
 	hist  batchHist
+	gate
 }
 
 func parseZeroCopy(s string) xsk.ZeroCopy {
@@ -94,92 +125,106 @@ func parseXDPMode(s string) xsk.XDPMode {
 	return xsk.XDPAuto
 }
 
-func (d *dataPlane) open(s *Switch) error {
+// portConfig is how an AF_XDP port of the switch is opened, and the
+// configuration section its options come from.
+func (d *dataPlane) portConfig(pr *portRes, c *Config) (xsk.PortConfig, string, error) {
+	po, field := portOptions(pr.kind, c)
+	var pc xsk.PortConfig
+	switch pr.kind {
+	case kindUnderlay:
+		pc = xsk.PortConfig{Interface: pr.name, Role: xsk.RoleUnderlay, LocalIPs: append([]netip.Addr(nil), d.s.underlayLocal...)}
+	default:
+		pc = xsk.PortConfig{Interface: pr.name, Role: xsk.RoleLocal}
+	}
+	q := po.Queues
+	if q == 0 {
+		n, err := xsk.QueueCount(pr.name)
+		if err != nil {
+			return pc, field, fmt.Errorf("port %s: %w", pr.name, err)
+		}
+		q = n
+	}
+	ring := po.RingSize
+	if ring == 0 {
+		ring = 2048
+	}
+	pc.Queues, pc.RingSize = q, ring
+	pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
+	pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, d.s.log
+	return pc, field, nil
+}
+
+// portOptions are the options of an AF_XDP port of kind k and the
+// configuration section they come from.
+func portOptions(k portKind, c *Config) (PortOptions, string) {
+	if k == kindUnderlay {
+		return c.Underlay.PortOptions, "underlay"
+	}
+	return c.Ports, "port_options"
+}
+
+// open creates the UMEM, sized for the AF_XDP ports of the configuration,
+// and opens those ports.
+func (d *dataPlane) open(s *Switch, xps []*portRes) error {
 	d.s = s
 	d.xports = map[int]*xsk.Port{}
 	d.txcsum = map[int]txCsumPlan{}
 	c := s.cfg
-	f := s.f
-	type spec struct {
-		p     *port
-		pc    xsk.PortConfig
-		ring  int
-		q     int
-		field string // where the port's options are configured
-		csum  txCsumPlan
-	}
-	var specs []spec
-	nsock := 0
-	for _, p := range f.ports {
-		var po PortOptions
-		var pc xsk.PortConfig
-		var field string
-		switch p.kind {
-		case kindUnderlay:
-			po, field = c.Underlay.PortOptions, "underlay"
-			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleUnderlay, LocalIPs: append([]netip.Addr(nil), s.underlayLocal...)}
-		case kindLocal:
-			po, field = c.Ports, "port_options"
-			pc = xsk.PortConfig{Interface: p.name, Role: xsk.RoleLocal}
-		default:
-			continue
-		}
-		mtu, err := d.portMTU(p)
+	d.busy, d.policy = c.BusyPoll, c.PollerPolicy
+	nsock, need := 0, 0
+	for _, pr := range xps {
+		pc, _, err := d.portConfig(pr, c)
 		if err != nil {
 			return err
 		}
-		if err := checkFrameFit(p.kind, p.name, mtu, c.UMEM.FrameSize, 0); err != nil {
+		if err := d.planPort(pr, c); err != nil {
 			return err
 		}
-		q := po.Queues
-		if q == 0 {
-			n, err := xsk.QueueCount(p.name)
-			if err != nil {
-				return fmt.Errorf("port %s: %w", p.name, err)
-			}
-			q = n
-		}
-		ring := po.RingSize
-		if ring == 0 {
-			ring = 2048
-		}
-		pc.Queues, pc.RingSize = q, ring
-		pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
-		pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, s.log
-		plan, err := planTxCsum(p.name, po)
-		if err != nil {
-			return err
-		}
-		specs = append(specs, spec{p: p, pc: pc, ring: ring, q: q, field: field, csum: plan})
-		nsock += q
-	}
-	var txMeta, txSwCsum bool
-	for _, sp := range specs {
-		txMeta = txMeta || sp.csum.use
-		txSwCsum = txSwCsum || sp.csum.kernelSW
+		nsock += pc.Queues
+		need += pc.Queues * pc.RingSize * 2
 	}
 	nt := 0
-	for _, b := range f.bridges {
-		if b.internal != nil {
+	for i := range c.Bridges {
+		if c.Bridges[i].HasInternal() {
 			nt++
 		}
 	}
-	if len(specs) == 0 && nt == 0 {
+	if nsock == 0 && nt == 0 {
 		return nil
 	}
+	if err := d.ensureUmem(need + (nsock+nt)*512); err != nil {
+		return err
+	}
+	for _, pr := range xps {
+		if err := d.openPort(pr, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureUmem creates the UMEM if there is none: umem.frames, or enough for
+// need frames (every socket's fill ring full, as many in flight on TX, and
+// a working stock per poller for flood copies and TAP reads), at least 4096.
+func (d *dataPlane) ensureUmem(need int) error {
+	if d.umem != nil {
+		return nil
+	}
+	c := d.s.cfg
 	frames := c.UMEM.Frames
 	if frames == 0 {
-		// Every socket's fill ring full, as many in flight on TX, and a
-		// working stock per poller for flood copies and TAP reads.
 		frames = 4096
-		need := 0
-		for _, sp := range specs {
-			need += sp.q * sp.ring * 2
-		}
-		need += (nsock + nt) * 512
 		for frames < need {
 			frames *= 2
 		}
+	}
+	// TX metadata is a property of the UMEM: asked for when any port
+	// planned at start uses it (ports added later by a reload get it
+	// only if the UMEM has it).
+	var txMeta, txSwCsum bool
+	for _, plan := range d.txcsum {
+		txMeta = txMeta || plan.use
+		txSwCsum = txSwCsum || plan.kernelSW
 	}
 	u, err := xsk.NewUmem(xsk.UmemConfig{NumFrames: frames, FrameSize: c.UMEM.FrameSize, HugePages: c.UMEM.HugePages,
 		TxMetadata: txMeta, TxSwChecksum: txSwCsum})
@@ -188,61 +233,161 @@ func (d *dataPlane) open(s *Switch) error {
 	}
 	d.umem = u
 	d.area = u.Area()
-	for _, sp := range specs {
-		xp, err := u.OpenPort(sp.pc)
-		if errors.Is(err, xsk.ErrNativeUnavailable) {
-			return fmt.Errorf("open the %s port: %w; set %s.xdp_mode to auto or generic", sp.p.kind, err, sp.field)
-		}
-		if err != nil {
-			return fmt.Errorf("open the %s port: %w", sp.p.kind, err)
-		}
-		d.xports[sp.p.id] = xp
-		for _, sock := range xp.Sockets() {
-			sp.p.tx = append(sp.p.tx, &txQueue{sock: sock})
-		}
-		m := xp.Mode()
-		if err := sp.csum.checkMode(sp.p.name, m.ZeroCopy); err != nil {
-			return err
-		}
-		sp.p.txCsum = sp.csum.use
-		d.txcsum[sp.p.id] = sp.csum
-		s.log.Info("AF_XDP port open", zap.String("port", sp.p.name), zap.Stringer("kind", sp.p.kind), zap.Int("queues", len(xp.Sockets())),
-			zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Stringer("device_features", sp.csum.feat),
-			zap.Strings("offloads", portOffloads(sp.p.kind, sp.csum)))
+	return nil
+}
+
+// openPort attaches the steering program and binds the sockets of an
+// AF_XDP port (its pollers start separately).
+func (d *dataPlane) openPort(pr *portRes, c *Config) error {
+	pc, field, err := d.portConfig(pr, c)
+	if err != nil {
+		return err
 	}
-	// Pollers: one per socket, pinned round-robin to the configured CPUs.
-	var xdpPorts []int
-	for _, p := range f.ports {
-		if len(p.tx) > 0 {
-			xdpPorts = append(xdpPorts, p.id)
-		}
+	if err := d.planPort(pr, c); err != nil {
+		return err
 	}
-	i := 0
-	for _, p := range f.ports {
-		for _, tq := range p.tx {
-			cpu := -1
-			if len(c.CPUs) > 0 {
-				cpu = c.CPUs[i%len(c.CPUs)]
-			}
-			pl := &poller{dp: d, port: p, sock: tq.sock, cache: u.NewCache(), cpu: cpu, txIdx: i, dests: xdpPorts,
-				core: newCore(f, d.area, u.FrameSize(), 4*maxBurst)}
-			d.pollers = append(d.pollers, pl)
-			d.all = append(d.all, pl.core)
-			i++
-		}
+	if err := d.ensureUmem(pc.Queues*pc.RingSize*2 + pc.Queues*512); err != nil {
+		return err
 	}
-	for _, b := range f.bridges {
-		if b.internal == nil {
-			continue
-		}
-		tp := &tapPoller{dp: d, port: b.internal, cache: u.NewCache(), txIdx: i, dests: xdpPorts,
-			core: newCore(f, d.area, u.FrameSize(), 4*maxBurst),
-			buf:  make([]byte, offload.VnetHdrLen+offload.MaxFrameLen), batch: make([]desc, 0, maxBurst)}
-		d.tapPollers = append(d.tapPollers, tp)
-		d.all = append(d.all, tp.core)
-		i++
+	xp, err := d.umem.OpenPort(pc)
+	if errors.Is(err, xsk.ErrNativeUnavailable) {
+		return fmt.Errorf("open the %s port: %w; set %s.xdp_mode to auto or generic", pr.kind, err, field)
+	}
+	if err != nil {
+		return fmt.Errorf("open the %s port: %w", pr.kind, err)
+	}
+	var tx []*txQueue
+	for _, sock := range xp.Sockets() {
+		tx = append(tx, &txQueue{sock: sock})
+	}
+	m := xp.Mode()
+	plan := d.txcsum[pr.id]
+	if err := plan.checkMode(pr.name, m.ZeroCopy); err != nil {
+		xp.Close()
+		return err
+	}
+	if plan.use && !d.umem.TxMetadata() {
+		plan.use, plan.why = false, "the UMEM was made without TX metadata (no port used it at start): restart to use it"
+	}
+	d.s.mu.Lock()
+	d.xports[pr.id] = xp
+	d.txcsum[pr.id] = plan
+	pr.xp, pr.tx, pr.ifidx, pr.txCsum = xp, tx, xp.Ifindex(), plan.use
+	d.s.mu.Unlock()
+	d.s.log.Info("AF_XDP port open", zap.String("port", pr.name), zap.Stringer("kind", pr.kind), zap.Int("queues", len(xp.Sockets())),
+		zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Stringer("device_features", plan.feat),
+		zap.Strings("offloads", portOffloads(pr.kind, plan)))
+	return nil
+}
+
+// planPort checks that the port's MTU fits a UMEM frame and decides how
+// its TCP/UDP checksums are made (txcsum.go).
+func (d *dataPlane) planPort(pr *portRes, c *Config) error {
+	mtu, err := d.portMTU(pr.kind, pr.name)
+	if err != nil {
+		return err
+	}
+	if err := checkFrameFit(pr.kind, pr.name, mtu, c.UMEM.FrameSize, 0); err != nil {
+		return err
+	}
+	po, _ := portOptions(pr.kind, c)
+	plan, err := planTxCsum(pr.name, po)
+	if err != nil {
+		return err
+	}
+	d.s.mu.Lock()
+	d.txcsum[pr.id] = plan
+	d.s.mu.Unlock()
+	return nil
+}
+
+// closePort closes an AF_XDP port whose pollers have stopped and which no
+// published generation uses any more: its frames go back to the UMEM.
+func (d *dataPlane) closePort(pr *portRes) error {
+	xp := pr.xp
+	d.s.mu.Lock()
+	delete(d.xports, pr.id)
+	pr.xp, pr.tx = nil, nil
+	d.s.mu.Unlock()
+	if xp == nil {
+		return nil
+	}
+	if err := xp.Close(); err != nil {
+		return fmt.Errorf("close port %s: %w", pr.name, err)
 	}
 	return nil
+}
+
+// newCache gives a poller a frame cache (one of a stopped poller's, else a
+// new one: the UMEM keeps every cache it made).
+func (d *dataPlane) newCache() *xsk.Cache {
+	if n := len(d.spare); n > 0 {
+		c := d.spare[n-1]
+		d.spare = d.spare[:n-1]
+		return c
+	}
+	return d.umem.NewCache()
+}
+
+func (d *dataPlane) nextCPU() (cpu, idx int) {
+	idx = d.nextIdx
+	d.nextIdx++
+	cpu = -1
+	if cpus := d.s.cfg.CPUs; len(cpus) > 0 {
+		cpu = cpus[idx%len(cpus)]
+	}
+	return cpu, idx
+}
+
+// addPollers makes (and, once the switch runs, starts) the pollers of an
+// AF_XDP port: one per socket, pinned round-robin to the configured CPUs.
+func (d *dataPlane) addPollers(pr *portRes, f *fabric) {
+	var ps []*poller
+	for _, tq := range pr.tx {
+		cpu, idx := d.nextCPU()
+		pl := &poller{dp: d, pid: pr.id, port: f.ports[pr.id], sock: tq.sock, cache: d.newCache(), cpu: cpu, txIdx: idx,
+			core: newCore(f, d.area, d.umem.FrameSize(), 4*maxBurst)}
+		pl.done = make(chan struct{})
+		pl.seen.Store(f.gen)
+		ps = append(ps, pl)
+	}
+	d.s.mu.Lock()
+	for _, pl := range ps {
+		d.pollers = append(d.pollers, pl)
+		d.all = append(d.all, pl.core)
+	}
+	d.s.mu.Unlock()
+	if d.running {
+		for _, pl := range ps {
+			pl.start()
+		}
+	}
+}
+
+// addTAPPoller makes (and, once the switch runs, starts) the reader of an
+// internal port.
+func (d *dataPlane) addTAPPoller(pr *portRes, f *fabric) {
+	_, idx := d.nextCPU()
+	tp := &tapPoller{dp: d, pid: pr.id, port: f.ports[pr.id], cache: d.newCache(), txIdx: idx,
+		core: newCore(f, d.area, d.umem.FrameSize(), 4*maxBurst),
+		buf:  make([]byte, offload.VnetHdrLen+offload.MaxFrameLen), batch: make([]desc, 0, maxBurst)}
+	tp.done = make(chan struct{})
+	tp.seen.Store(f.gen)
+	d.s.mu.Lock()
+	d.tapPollers = append(d.tapPollers, tp)
+	d.all = append(d.all, tp.core)
+	d.s.mu.Unlock()
+	if d.running {
+		d.wg.Add(1)
+		go tp.run()
+	}
+}
+
+func (p *poller) start() {
+	// Stock the fill ring before traffic arrives.
+	p.sock.Refill(p.cache)
+	p.dp.wg.Add(1)
+	go p.run()
 }
 
 func (d *dataPlane) start(s *Switch) error {
@@ -252,19 +397,114 @@ func (d *dataPlane) start(s *Switch) error {
 		s.log.Warn("busy_poll: pollers spin and never yield their CPUs; keep the ports' interrupts and NAPI threads off them",
 			zap.Ints("poller_cpus", s.cfg.CPUs))
 	}
+	d.running = true
 	for _, p := range d.pollers {
-		// Stock the fill ring before traffic arrives.
-		p.sock.Refill(p.cache)
-	}
-	for _, p := range d.pollers {
-		d.wg.Add(1)
-		go p.run()
+		p.start()
 	}
 	for _, tp := range d.tapPollers {
 		d.wg.Add(1)
 		go tp.run()
 	}
 	return nil
+}
+
+// stopPort stops the pollers of port id (AF_XDP or internal), waits for
+// them and keeps their counters. Their frames are back in the UMEM's pool.
+func (d *dataPlane) stopPort(id int) {
+	var gates []*gate
+	for _, p := range d.pollers {
+		if p.pid == id {
+			p.quit.Store(true)
+			gates = append(gates, &p.gate)
+		}
+	}
+	for _, tp := range d.tapPollers {
+		if tp.pid == id {
+			tp.quit.Store(true)
+			gates = append(gates, &tp.gate)
+		}
+	}
+	if !d.running {
+		for _, g := range gates {
+			close(g.done)
+		}
+	}
+	for _, g := range gates {
+		<-g.done
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	keep := d.pollers[:0]
+	for _, p := range d.pollers {
+		if p.pid == id {
+			d.retire(p.core, p.cache)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	clear(d.pollers[len(keep):])
+	d.pollers = keep
+	keepT := d.tapPollers[:0]
+	for _, tp := range d.tapPollers {
+		if tp.pid == id {
+			d.retire(tp.core, tp.cache)
+			continue
+		}
+		keepT = append(keepT, tp)
+	}
+	clear(d.tapPollers[len(keepT):])
+	d.tapPollers = keepT
+}
+
+// pollerStopped reports whether a poller of port id has stopped on its
+// own (a socket error).
+func (d *dataPlane) pollerStopped(id int) bool {
+	for _, p := range d.pollers {
+		if p.pid == id && p.passed(^uint64(0)) {
+			return true
+		}
+	}
+	return false
+}
+
+// retire keeps a stopped core's counters and its cache (Switch.mu held).
+func (d *dataPlane) retire(c *core, cache *xsk.Cache) {
+	d.retired.add(c)
+	for i, o := range d.all {
+		if o == c {
+			d.all = append(d.all[:i], d.all[i+1:]...)
+			break
+		}
+	}
+	d.spare = append(d.spare, cache)
+}
+
+// waitGen waits until every poller uses generation gen or a later one (or
+// has stopped): then nothing an older generation referenced is in use. A
+// poller passes a batch boundary at least every idleWait.
+func (d *dataPlane) waitGen(gen uint64) {
+	if !d.running {
+		return
+	}
+	t0 := time.Now()
+	warned := false
+	for {
+		all := true
+		for _, p := range d.pollers {
+			all = all && p.passed(gen)
+		}
+		for _, tp := range d.tapPollers {
+			all = all && tp.passed(gen)
+		}
+		if all {
+			return
+		}
+		if !warned && time.Since(t0) > 5*time.Second {
+			warned = true
+			d.s.log.Warn("a poller has not taken up the new configuration after 5 s; waiting", zap.Uint64("generation", gen))
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (d *dataPlane) stopPollers() error {
@@ -277,7 +517,7 @@ func (d *dataPlane) close() error {
 	var errs []error
 	for id, xp := range d.xports {
 		if err := xp.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close port %s: %w", d.s.f.ports[id].name, err))
+			errs = append(errs, fmt.Errorf("close port %d: %w", id, err))
 		}
 	}
 	d.xports = nil
@@ -319,7 +559,7 @@ func (d *dataPlane) portStatus(p *port) PortStatus {
 		ps.TxBudget = xp.Sockets()[0].TxBudget()
 	}
 	for _, pl := range d.pollers {
-		if pl.port == p {
+		if pl.pid == p.id {
 			ps.Pollers = append(ps.Pollers, PollerStatus{Queue: pl.sock.Queue(), CPU: pl.cpu})
 		}
 	}
@@ -347,9 +587,9 @@ func rebalance(c *core, cache *xsk.Cache) {
 // of one of its sockets, Transmit (or, with kick false, Enqueue: the caller
 // kicks later), Complete into this poller's cache. It returns how many
 // frames it placed on TX rings.
-func flush(c *core, cache *xsk.Cache, dests []int, txIdx int, kick bool) int {
+func flush(c *core, cache *xsk.Cache, txIdx int, kick bool) int {
 	placed := 0
-	for _, id := range dests {
+	for _, id := range c.f.xdp {
 		q := c.pend[id]
 		if len(q) == 0 {
 			continue
@@ -394,7 +634,7 @@ func (p *poller) run() {
 			log.Warn("cannot pin poller", zap.String("port", p.port.name), zap.Int("queue", p.sock.Queue()), zap.Int("cpu", p.cpu), zap.Error(err))
 		}
 	}
-	if p.dp.s.cfg.PollerPolicy == PolicyBatch {
+	if p.dp.policy == PolicyBatch {
 		// The thread is locked: sched_setattr(0) sets its policy only.
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
 		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
@@ -405,14 +645,23 @@ func (p *poller) run() {
 		log.Warn("cannot prepare the poller for its idle policy", zap.String("port", p.port.name), zap.Error(err))
 	}
 	if err := p.loop(); err != nil {
-		// The switch cannot serve this queue any more: stop the process
-		// rather than run on with a port silently gone.
-		p.dp.s.fail(fmt.Errorf("%s port %s queue %d: %w", p.port.kind, p.port.name, p.sock.Queue(), err))
+		p.dp.s.pollerFailed(p.port, fmt.Errorf("%s port %s queue %d: %w", p.port.kind, p.port.name, p.sock.Queue(), err))
 	}
 	c := p.core
 	p.cache.PutBatch(c.free)
 	c.free = c.free[:0]
 	p.cache.Flush()
+	close(p.done)
+}
+
+// adopt moves the poller to generation f at a batch boundary; false when
+// its port has no sockets there any more (removed, or its interface gone):
+// the poller stops.
+func (p *poller) adopt(f *fabric) bool {
+	p.core.setFabric(f)
+	p.port = f.ports[p.pid]
+	p.seen.Store(f.gen)
+	return !p.port.absent
 }
 
 // maxPollErrors is how many failed poll() calls in a row a poller tolerates
@@ -428,20 +677,31 @@ const errCheckEvery = 1024
 // policy says (switch/idle.go): receive again, nanosleep or poll().
 func (p *poller) loop() error {
 	c := p.core
-	clock := p.dp.s.f.clock
+	fab := &p.dp.s.fab
 	p.idle = pollidle.New(p.dp.s.cfg.idle)
 	kick := !p.idle.Coalescing()
 	pollErrs, idle := 0, 0
 	var rx [maxBurst]desc
-	for !p.dp.stop.Load() {
+	for !p.dp.stop.Load() && !p.quit.Load() {
+		// One load per batch: the generation this batch uses (fabric.go).
+		// Frames waiting for a coalesced kick go out on the old one's
+		// sockets first.
+		if f := fab.Load(); f != c.f {
+			if !kick && p.idle.Pending() {
+				p.kickPending()
+			}
+			if !p.adopt(f) {
+				return nil
+			}
+		}
 		n := p.sock.Receive(rx[:])
 		if n > 0 {
 			p.hist.add(n)
-			c.now = clock.Tick()
+			c.now = c.f.clock.Tick()
 			topUp(c, p.cache)
 			c.forward(p.port, rx[:n])
 			c.flushTAPs()
-			placed := flush(c, p.cache, p.dests, p.txIdx, kick)
+			placed := flush(c, p.cache, p.txIdx, kick)
 			rebalance(c, p.cache)
 			p.sock.Refill(p.cache)
 			if !kick && p.idle.Placed(placed, pollidle.Now()) {
@@ -513,7 +773,7 @@ func socketError(fd int) error {
 // kicks TX descriptors a stalled kick left in a ring (TxIdle), which
 // would otherwise wait for the next burst.
 func (p *poller) completeIdle() {
-	for _, id := range p.dests {
+	for _, id := range p.core.f.xdp {
 		pt := p.core.f.ports[id]
 		tq := pt.tx[p.txIdx%len(pt.tx)]
 		if tq.mu.TryLock() {
@@ -532,6 +792,7 @@ func (tp *tapPoller) run() {
 	tp.cache.PutBatch(c.free)
 	c.free = c.free[:0]
 	tp.cache.Flush()
+	close(tp.done)
 }
 
 // loop reads the TAP and forwards until the data plane stops, or returns
@@ -540,8 +801,17 @@ func (tp *tapPoller) loop() error {
 	c := tp.core
 	pfd := []unix.PollFd{{Fd: int32(tp.port.fd), Events: unix.POLLIN}}
 	pollErrs := 0
-	for !tp.dp.stop.Load() {
-		c.now = tp.dp.s.f.clock.Tick()
+	fab := &tp.dp.s.fab
+	for !tp.dp.stop.Load() && !tp.quit.Load() {
+		if f := fab.Load(); f != c.f {
+			c.setFabric(f)
+			tp.port = f.ports[tp.pid]
+			tp.seen.Store(f.gen)
+			if tp.port.absent || tp.port.fd < 0 {
+				return nil // the internal port was removed
+			}
+		}
+		c.now = c.f.clock.Tick()
 		if err := tp.readBurst(); err != nil {
 			return err
 		}
@@ -567,7 +837,7 @@ func (tp *tapPoller) forwardBatch() {
 	tp.hist.add(len(tp.batch))
 	c.forward(tp.port, tp.batch)
 	c.flushTAPs()
-	flush(c, tp.cache, tp.dests, tp.txIdx, true)
+	flush(c, tp.cache, tp.txIdx, true)
 	rebalance(c, tp.cache)
 	tp.batch = tp.batch[:0]
 }

@@ -3,7 +3,6 @@ package vswitch
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,53 +20,44 @@ const maxNoticesPerTick = 32
 // about too_big drops once a minute per tunnel (tooBigWatch), and at debug
 // level writes one line per (port or tunnel, reason) whose counter grew
 // since the last second, with the count and what to do, and the MAC moves
-// of every bridge.
+// of every bridge. It works on the Stats and Status snapshots, keyed by
+// name, so that ports and tunnels may come and go between two checks.
 type dropWatch struct {
 	s      *Switch
 	tooBig *tooBigWatch
-	ports  [][numDropReasons]uint64 // counters at the last check
-	tuns   [][numDropReasons]uint64
-	moves  []uint64 // per bridge
+	drops  map[string]map[string]uint64 // "port NAME" / "tunnel BRIDGE REMOTE" → reason → count
+	moves  map[string]uint64            // per bridge
 }
 
 func newDropWatch(s *Switch) *dropWatch {
-	w := &dropWatch{s: s, tooBig: newTooBigWatch(s.f),
-		ports: make([][numDropReasons]uint64, len(s.f.ports)),
-		tuns:  make([][numDropReasons]uint64, len(s.f.tunnels)),
-		moves: make([]uint64, len(s.f.bridges))}
-	w.read(w.ports, w.tuns, w.moves) // what happened before the start is no news
+	w := &dropWatch{s: s, tooBig: newTooBigWatch()}
+	w.drops, w.moves = w.read() // what happened before the start is no news
 	return w
 }
 
-// read sums the drop counters of every poller, and the bridges' moves.
-func (w *dropWatch) read(ports, tuns [][numDropReasons]uint64, moves []uint64) {
-	clear(ports)
-	clear(tuns)
-	for _, c := range w.s.dp.cores() {
-		for i := range ports {
-			for r := range ports[i] {
-				ports[i][r] += atomic.LoadUint64(&c.ctr[i].drops[r])
-			}
-		}
-		for i := range tuns {
-			for r := range tuns[i] {
-				tuns[i][r] += atomic.LoadUint64(&c.tctr[i].drops[r])
-			}
-		}
+// read snapshots the drop counters of every port and tunnel and the MAC
+// moves of every bridge.
+func (w *dropWatch) read() (map[string]map[string]uint64, map[string]uint64) {
+	st := w.s.Stats()
+	drops := map[string]map[string]uint64{}
+	for _, p := range st.Ports {
+		drops["port "+p.Name] = p.Drops
 	}
-	for i, b := range w.s.f.bridges {
-		moves[i] = b.table.Stats().Moves
+	for _, t := range st.Tunnels {
+		drops["tunnel "+t.Bridge+" "+t.Remote] = t.Drops
 	}
+	moves := map[string]uint64{}
+	for _, b := range w.s.Status().Bridges {
+		moves[b.Name] = b.FDB.Moves
+	}
+	return drops, moves
 }
 
 // check logs what grew since the last check.
 func (w *dropWatch) check(now time.Time) {
 	w.tooBig.check(w.s, now)
-	ports := make([][numDropReasons]uint64, len(w.ports))
-	tuns := make([][numDropReasons]uint64, len(w.tuns))
-	moves := make([]uint64, len(w.moves))
-	w.read(ports, tuns, moves)
-	defer func() { w.ports, w.tuns, w.moves = ports, tuns, moves }()
+	drops, moves := w.read()
+	defer func() { w.drops, w.moves = drops, moves }()
 	log := w.s.log
 	if !log.Core().Enabled(zapcore.DebugLevel) {
 		return // the baseline moves on: turning debug on shows news only
@@ -80,26 +70,27 @@ func (w *dropWatch) check(now time.Time) {
 		}
 		log.Debug(msg, fields...)
 	}
-	for i, p := range w.s.f.ports {
-		for r := dropReason(1); r < numDropReasons; r++ {
-			if d := ports[i][r] - w.ports[i][r]; d > 0 {
-				emit(r.String()+" drops: "+dropHint(w.s, r, nil), zap.String("port", p.name), zap.String("reason", r.String()), zap.Uint64("dropped", d))
+	st := w.s.Stats()
+	for _, p := range st.Ports {
+		for r, v := range p.Drops {
+			if d := v - w.drops["port "+p.Name][r]; d > 0 {
+				emit(r+" drops: "+dropHint(w.s, r, "", ""), zap.String("port", p.Name), zap.String("reason", r), zap.Uint64("dropped", d))
 			}
 		}
 	}
-	for i, t := range w.s.f.tunnels {
-		for r := dropReason(1); r < numDropReasons; r++ {
-			d := tuns[i][r] - w.tuns[i][r]
-			if d == 0 || (r == dropTooBig && w.tooBig.last[t.id].Equal(now)) {
+	for _, t := range st.Tunnels {
+		for r, v := range t.Drops {
+			d := v - w.drops["tunnel "+t.Bridge+" "+t.Remote][r]
+			if d == 0 || (r == "too_big" && w.tooBig.warnedAt(t.Bridge, t.Remote).Equal(now)) {
 				continue // the too_big warning said it this second
 			}
-			emit(r.String()+" drops: "+dropHint(w.s, r, t), zap.String("bridge", t.br.name), zap.String("tunnel", t.remote.String()),
-				zap.String("reason", r.String()), zap.Uint64("dropped", d))
+			emit(r+" drops: "+dropHint(w.s, r, t.Bridge, t.Remote), zap.String("bridge", t.Bridge), zap.String("tunnel", t.Remote),
+				zap.String("reason", r), zap.Uint64("dropped", d))
 		}
 	}
-	for i, b := range w.s.f.bridges {
-		if d := moves[i] - w.moves[i]; d > 0 {
-			emit("MACs moved to another port or tunnel (a VM migrated, or a loop if it repeats)", zap.String("bridge", b.name), zap.Uint64("moves", d))
+	for b, m := range moves {
+		if d := m - w.moves[b]; d > 0 {
+			emit("MACs moved to another port or tunnel (a VM migrated, or a loop if it repeats)", zap.String("bridge", b), zap.Uint64("moves", d))
 		}
 	}
 	if more > 0 {
@@ -120,6 +111,9 @@ var dropHints = map[string]string{
 	"same_port":       "the destination MAC is behind the port the frame came from",
 	"split_horizon":   "known unicast from one tunnel to another: the MAC was learned behind another tunnel",
 	"own_mac":         "a frame with this switch's own MAC as source came back: a loop, or another host uses the same MAC",
+	"static_mac":      "a frame claims a MAC configured in static_macs for another port or tunnel: a spoof, a loop, or a stale static entry",
+	"port_absent":     "the destination port's interface is gone (xswitch ctl show): it is attached again when it comes back",
+	"bad_vnet_header": "the host handed the internal port a virtio-net header that does not fit its frame",
 	"critical_option": "a critical Geneve option this switch does not know: list it in known_options if it may be ignored",
 	"oam":             "Geneve OAM frames are not forwarded",
 	"not_geneve_port": "UDP to a port other than 6081 reached the switch",
@@ -127,15 +121,36 @@ var dropHints = map[string]string{
 	"runt":            "a frame shorter than an Ethernet header",
 }
 
-// dropHint says what to do about drops of reason r (on tunnel t, or nil).
-func dropHint(s *Switch, r dropReason, t *tunnel) string {
-	if r == dropTooBig && t != nil {
-		mtu, locals := tooBigAdvice(t)
-		return fmt.Sprintf("frames of more than %d bytes do not fit the tunnel (underlay MTU %d): set MTU %d on the interfaces that send into bridge %s (the VMs behind %s)",
-			mtu+geneve.EthLen, s.underlayMTU, mtu, t.br.name, strings.Join(locals, ", "))
+// dropHint says what to do about drops of reason r (on the tunnel to
+// remote of bridge, or bridge "" for a port).
+func dropHint(s *Switch, r, bridge, remote string) string {
+	if r == "too_big" && bridge != "" {
+		if mtu, locals, ok := s.tooBigAdviceFor(bridge, remote); ok {
+			return fmt.Sprintf("frames of more than %d bytes do not fit the tunnel (underlay MTU %d): set MTU %d on the interfaces that send into bridge %s (the VMs behind %s)",
+				mtu+geneve.EthLen, s.underlayMTU, mtu, bridge, strings.Join(locals, ", "))
+		}
 	}
-	if h, ok := dropHints[r.String()]; ok {
+	if h, ok := dropHints[r]; ok {
 		return h
 	}
-	return r.String() + " (see the drop reasons in docs/operations.md)"
+	return r + " (see the drop reasons in docs/operations.md)"
+}
+
+// tooBigAdviceFor is tooBigAdvice for the tunnel to remote of bridge in the
+// current generation.
+func (s *Switch) tooBigAdviceFor(bridge, remote string) (int, []string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, b := range s.cur().bridges {
+		if b.name != bridge {
+			continue
+		}
+		for _, t := range b.tunnels {
+			if t.remote.String() == remote {
+				mtu, locals := tooBigAdvice(b, t)
+				return mtu, locals, true
+			}
+		}
+	}
+	return 0, nil, false
 }

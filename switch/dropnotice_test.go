@@ -19,7 +19,8 @@ func TestDropNotices(t *testing.T) {
 	r := newRig(t)
 	lvl := zap.NewAtomicLevelAt(zapcore.InfoLevel)
 	obs, logs := observer.New(lvl)
-	s := &Switch{f: r.f, log: zap.New(obs), underlayMTU: 1500}
+	s := &Switch{log: zap.New(obs), underlayMTU: 1500, cfg: &Config{}}
+	s.fab.Store(r.f)
 	s.dp.all = []*core{r.c}
 	w := newDropWatch(s)
 	tooBig := func() {
@@ -116,7 +117,7 @@ func TestDropNotices(t *testing.T) {
 func TestDropHints(t *testing.T) {
 	s := &Switch{underlayMTU: 1500}
 	for r := dropReason(1); r < numDropReasons; r++ {
-		h := dropHint(s, r, nil)
+		h := dropHint(s, r.String(), "", "")
 		if h == "" {
 			t.Errorf("%s: no hint", r)
 		}

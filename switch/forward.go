@@ -27,8 +27,8 @@ func (k portKind) String() string {
 // a port id.
 const tunnelBit = flowtable.Dest(1 << 31)
 
-// port is one port of the switch. Fields used by the packet path are set
-// before the pollers start and not changed afterwards.
+// port is one port of the switch as one fabric generation sees it: it is
+// never changed once the generation is published (fabric.go).
 type port struct {
 	id   int
 	name string
@@ -45,6 +45,9 @@ type port struct {
 	// txCsum: the AF_XDP port's device computes checksums requested in TX
 	// metadata (txcsum.go).
 	txCsum bool
+	// absent: no sockets (interface gone, or a removed port's slot); a
+	// core gives it no transmit list, so frames to it are counted drops.
+	absent bool
 }
 
 // tunnel is one remote endpoint of a bridge.
@@ -87,11 +90,14 @@ func (b *bridge) findRemote(a netip.Addr) *tunnel {
 	return nil
 }
 
-// fabric is the switch's topology as the packet path sees it. It is built
-// once and read-only while pollers run.
+// fabric is the switch's topology as the packet path sees it: one
+// generation, read-only once published; a change publishes a new one
+// (fabric.go).
 type fabric struct {
-	ports    []*port
-	tunnels  []*tunnel
+	gen      uint64
+	ports    []*port   // by id; ids of removed ports hold tombstones
+	tunnels  []*tunnel // by id; likewise
+	xdp      []int     // ids of the AF_XDP ports with sockets, for flush
 	bridges  []*bridge
 	byVNI    map[uint32]*bridge
 	underlay *port
@@ -136,35 +142,13 @@ type core struct {
 	inID    int      // port the frame being forwarded came from
 	off     []offCtr // offload counters per port
 	gro     *tapGRO  // nil without internal ports
+	// pub are ctr, tctr and off for the control path (fabric.go).
+	pub atomic.Pointer[ctrSet]
 }
 
 func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
-	c := &core{
-		f:     f,
-		area:  area,
-		fsize: uint64(frameSize),
-		free:  make([]uint64, 0, freeCap),
-		pend:  make([][]desc, len(f.ports)),
-		ctr:   make([]portCtr, len(f.ports)),
-		tctr:  make([]tunCtr, len(f.tunnels)),
-		off:   make([]offCtr, len(f.ports)),
-	}
-	if len(f.taps) > 0 {
-		c.gro = newTapGRO()
-	}
-	maxTun := 1
-	for _, b := range f.bridges {
-		if len(b.tunnels) > maxTun {
-			maxTun = len(b.tunnels)
-		}
-	}
-	for _, p := range f.ports {
-		n := maxBurst
-		if p.kind == kindUnderlay {
-			n = maxBurst * maxTun
-		}
-		c.pend[p.id] = make([]desc, 0, n)
-	}
+	c := &core{area: area, fsize: uint64(frameSize), free: make([]uint64, 0, freeCap)}
+	c.setFabric(f) // fabric.go: counters and transmit lists sized by f
 	return c
 }
 
@@ -261,11 +245,13 @@ func (c *core) forward(in *port, descs []desc) {
 		}
 		if br.table.Learn(srcMAC, src, c.now) == flowtable.LearnStatic {
 			// The source claims a MAC configured on another port (the
-			// internal port's own): a spoof or a loop, never forwarded.
+			// internal port's own, or a static_macs entry): a spoof or a
+			// loop, never forwarded.
+			r := staticClaim(br, srcMAC)
 			if srcTun != nil {
-				c.tctr[srcTun.id].drops[dropOwnMAC]++
+				c.tctr[srcTun.id].drops[r]++
 			} else {
-				c.drop(in, dropOwnMAC)
+				c.drop(in, r)
 			}
 			c.release(base)
 			continue
@@ -385,7 +371,7 @@ func (c *core) toPort(p *port, frame []byte, base uint64, off, n int) {
 		c.finishCsum(frame[off : off+n])
 	}
 	if len(q) == cap(q) {
-		c.drop(p, dropTxFull)
+		c.drop(p, fullReason(p))
 		c.release(base)
 		return
 	}

@@ -140,7 +140,7 @@ func (c *Config) checkKickFrames(bad func(field, format string, a ...any)) {
 // frames on without a kick (Transmit(nil) makes the syscall only when
 // descriptors wait and the ring asks for a wake-up).
 func (p *poller) kickPending() {
-	for _, id := range p.dests {
+	for _, id := range p.core.f.xdp {
 		pt := p.core.f.ports[id]
 		tq := pt.tx[p.txIdx%len(pt.tx)]
 		tq.mu.Lock()

@@ -48,13 +48,13 @@ func checkFrameFit(kind portKind, name string, mtu, frameSize, headroom int) err
 }
 
 // portMTU is the MTU of an AF_XDP port (the underlay's is known already).
-func (d *dataPlane) portMTU(p *port) (int, error) {
-	if p.kind == kindUnderlay && d.s.underlayMTU > 0 {
+func (d *dataPlane) portMTU(kind portKind, name string) (int, error) {
+	if kind == kindUnderlay && d.s.underlayMTU > 0 {
 		return d.s.underlayMTU, nil
 	}
-	l, err := netlink.LinkByName(p.name)
+	l, err := netlink.LinkByName(name)
 	if err != nil {
-		return 0, fmt.Errorf("%s port %s: %w", p.kind, p.name, err)
+		return 0, fmt.Errorf("%s port %s: %w", kind, name, err)
 	}
 	return l.Attrs().MTU, nil
 }

@@ -38,25 +38,26 @@ func TestCheckFrameFit(t *testing.T) {
 // TestJumboUnderlayRefused: the data plane of a switch whose underlay is a
 // veth with MTU 9000 (in a namespace) refuses to open, naming the MTU that
 // works and the frame size that would be needed, before it creates
-// anything. (It opens the data plane directly: New's error path on this
-// branch dereferences a nil *Switch, fixed on main.)
+// anything.
 func TestJumboUnderlayRefused(t *testing.T) {
 	testnet.RequireRoot(t)
 	n := testnet.New(t)
 	a, b := n.NS("ja"), n.NS("jb")
 	n.Veth(a, "eth0", b, "p0", 1)
 	n.Run(a, "ip", "link", "set", "eth0", "mtu", "9000")
+	n.Run(a, "ip", "addr", "add", "198.18.0.1/24", "dev", "eth0")
 	cfg, err := ParseConfig([]byte("underlay:\n  interface: eth0\nbridges:\n  - name: br1\n    internal: false\n    tunnels:\n      - remote_ip: 198.18.0.2\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var openErr error
 	if err := testnet.Do(a, func() error {
-		s := &Switch{cfg: cfg, log: zap.NewNop()}
-		u := &port{id: 0, name: "eth0", kind: kindUnderlay, fd: -1}
-		s.f = &fabric{ports: []*port{u}, underlay: u, byVNI: map[uint32]*bridge{}}
-		openErr = s.dp.open(s)
-		return s.dp.close()
+		sw, err := New(cfg, Options{Logger: zap.NewNop()})
+		if err == nil {
+			return sw.Close()
+		}
+		openErr = err
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}

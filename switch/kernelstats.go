@@ -65,12 +65,12 @@ type SteerStats struct {
 }
 
 // addKernelStats fills in the kernel's counters of every port (st.Ports in
-// s.f.ports order) and the UMEM's lost frames.
+// livePorts order) and the UMEM's lost frames.
 func (s *Switch) addKernelStats(st *Stats) {
 	if s.dp.umem != nil {
 		st.UMEMLostFrames = s.dp.umem.LostFrames()
 	}
-	for i, p := range s.f.ports {
+	for i, p := range livePorts(s.cur()) {
 		if i >= len(st.Ports) {
 			return
 		}
@@ -90,13 +90,8 @@ func (s *Switch) addKernelStats(st *Stats) {
 }
 
 func (s *Switch) tapOf(p *port) *tapDev {
-	if p.kind != kindInternal {
-		return nil
-	}
-	for _, t := range s.taps {
-		if t.name == p.name {
-			return t
-		}
+	if pr := s.ports[p.name]; p.kind == kindInternal && pr != nil {
+		return pr.tap
 	}
 	return nil
 }

@@ -184,9 +184,10 @@ func TestCloseWhileQueried(t *testing.T) {
 func TestTooBigWarning(t *testing.T) {
 	r := newRig(t)
 	obs, logs := observer.New(zap.WarnLevel)
-	s := &Switch{f: r.f, log: zap.New(obs), underlayMTU: 1500}
+	s := &Switch{log: zap.New(obs), underlayMTU: 1500}
+	s.fab.Store(r.f)
 	s.dp.all = []*core{r.c}
-	w := newTooBigWatch(r.f)
+	w := newTooBigWatch()
 	flood := func() {
 		r.reset()
 		// Broadcast: flooded to both tunnels of br1, too big for both.

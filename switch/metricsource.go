@@ -26,8 +26,10 @@ type SocketStats struct {
 // SocketStats reads every AF_XDP socket's counters, in port order, then
 // queue order.
 func (s *Switch) SocketStats() []SocketStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var out []SocketStats
-	for _, p := range s.f.ports {
+	for _, p := range livePorts(s.cur()) {
 		xp := s.dp.xports[p.id]
 		if xp == nil {
 			continue

@@ -39,14 +39,32 @@ type resolver struct {
 	added    map[netip.Addr]bool // managed neighbour entries we created (for the log)
 	done     chan struct{}
 	wg       sync.WaitGroup
-	resolved []bool
+	resolved map[*tunnel]bool
 }
 
 func newResolver(log *zap.Logger, ifindex int, ifname string, mac net.HardwareAddr, locals []netip.Addr, tunnels []*tunnel) *resolver {
 	return &resolver{
 		log: log, ifindex: ifindex, ifname: ifname, mac: mac, locals: locals, tunnels: tunnels,
-		added: map[netip.Addr]bool{}, done: make(chan struct{}), resolved: make([]bool, len(tunnels)),
+		added: map[netip.Addr]bool{}, done: make(chan struct{}), resolved: map[*tunnel]bool{},
 	}
+}
+
+// setTunnels replaces the tunnels to resolve (a new fabric generation) and
+// resolves the new ones at once.
+func (r *resolver) setTunnels(ts []*tunnel) {
+	r.mu.Lock()
+	r.tunnels = ts
+	live := map[*tunnel]bool{}
+	for _, t := range ts {
+		live[t] = true
+	}
+	for t := range r.resolved {
+		if !live[t] {
+			delete(r.resolved, t)
+		}
+	}
+	r.mu.Unlock()
+	r.resolveAll()
 }
 
 // start subscribes to route and neighbour changes and opens its netlink
@@ -129,7 +147,7 @@ func drain[T any](c chan T) {
 func (r *resolver) resolveAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, t := range r.tunnels {
+	for _, t := range r.tunnels {
 		st, enc := r.resolve(t)
 		ok := enc != nil
 		old := t.enc.Load()
@@ -137,7 +155,7 @@ func (r *resolver) resolveAll() {
 		if enc != nil && old != nil && sameNextHop(prev, &st) {
 			enc = old // unchanged: keep the encapsulator
 		}
-		if ok && r.resolved[i] && prev != nil && !sameNextHop(prev, &st) {
+		if ok && r.resolved[t] && prev != nil && !sameNextHop(prev, &st) {
 			r.log.Info("tunnel next hop changed", zap.String("bridge", t.br.name), zap.Stringer("remote", t.remote),
 				zap.String("gateway", st.Gateway), zap.String("mac", st.MAC), zap.String("previous_gateway", prev.Gateway), zap.String("previous_mac", prev.MAC))
 		}
@@ -145,8 +163,8 @@ func (r *resolver) resolveAll() {
 			t.enc.Store(enc)
 		}
 		t.nh.Store(&st)
-		if ok != r.resolved[i] {
-			r.resolved[i] = ok
+		if ok != r.resolved[t] {
+			r.resolved[t] = ok
 			if ok {
 				r.log.Info("tunnel next hop resolved", zap.String("bridge", t.br.name), zap.Stringer("remote", t.remote),
 					zap.String("gateway", st.Gateway), zap.String("mac", st.MAC))

@@ -23,6 +23,11 @@ type Status struct {
 	UMEM     UMEMStatus     `json:"umem"`
 	Underlay *PortStatus    `json:"underlay,omitempty"`
 	Bridges  []BridgeStatus `json:"bridges"`
+	// Generation counts the fabric generations published (reloads, link
+	// events); Warnings are conditions an operator should look at (ports
+	// down or absent).
+	Generation uint64   `json:"generation"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 // UMEMStatus describes the shared UMEM.
@@ -35,8 +40,12 @@ type UMEMStatus struct {
 
 // PortStatus describes one port.
 type PortStatus struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"` // "underlay", "local" or "internal"
+	Name string `json:"name"`
+	Kind string `json:"kind"` // "underlay", "local" or "internal"
+	// State is the interface's link state: "up", "down" (administratively
+	// down or no carrier) or "absent" (no interface of that name: its
+	// frames are port_absent drops until it is back).
+	State   string `json:"state"`
 	Ifindex int    `json:"ifindex"`
 	MAC     string `json:"mac,omitempty"`
 	MTU     int    `json:"mtu,omitempty"`

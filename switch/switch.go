@@ -29,10 +29,25 @@ type Options struct {
 
 // Switch is a running xswitch data plane.
 type Switch struct {
-	cfg  *Config
+	cfg  *Config // the configuration applied (replaced by Apply under applyMu and mu)
 	opts Options
 	log  *zap.Logger
-	f    *fabric
+	// fab is the fabric generation the pollers take up at their next batch
+	// (fabric.go).
+	fab   atomic.Pointer[fabric]
+	clock *flowtable.Clock
+	// applyMu serialises what changes the fabric: Apply, link events, FDB
+	// flushes. The resources below belong to its holder (Status reads the
+	// maps under mu).
+	applyMu   sync.Mutex
+	ports     map[string]*portRes // by name: underlay, local and internal ports
+	tuns      map[tunKey]*tunnel
+	tables    map[string]*tableRes // by bridge name
+	portIDs   idPool
+	tunIDs    idPool
+	portSpace int // length of the generations' id-indexed slices
+	tunSpace  int
+	links     *linkWatch
 
 	underlayName  string
 	underlayIdx   int
@@ -40,9 +55,8 @@ type Switch struct {
 	underlayMTU   int
 	underlayLocal []netip.Addr
 
-	taps []*tapDev
-	res  *resolver
-	dp   dataPlane // AF_XDP ports, UMEM and pollers
+	res *resolver
+	dp  dataPlane // AF_XDP ports, UMEM and pollers
 
 	failed  chan error
 	stop    chan struct{}
@@ -196,7 +210,11 @@ func New(c *Config, o Options) (*Switch, error) {
 	}
 	// s is not a named result: a `return nil, err` must not clear it before
 	// the clean-up below runs.
-	s := &Switch{cfg: c, opts: o, log: log, failed: make(chan error, 1), stop: make(chan struct{}), started: time.Now()}
+	s := &Switch{cfg: c, opts: o, log: log, failed: make(chan error, 1), stop: make(chan struct{}), started: time.Now(),
+		clock: flowtable.NewClock(), ports: map[string]*portRes{}, tuns: map[tunKey]*tunnel{}, tables: map[string]*tableRes{}}
+	s.dp.s = s
+	s.dp.xports = map[int]*xsk.Port{}
+	s.links = newLinkWatch(s)
 	if err := s.build(); err != nil {
 		if cerr := s.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and removing what was created: %v)", err, cerr)
@@ -206,12 +224,13 @@ func New(c *Config, o Options) (*Switch, error) {
 	return s, nil
 }
 
-// build creates the ports, the data plane and the resolver of a new Switch.
-// What it created is recorded in s for Close, also when it fails half way.
+// build creates the ports, the data plane, the first fabric generation and
+// the resolver of a new Switch. What it created is recorded in s for
+// Close, also when it fails half way.
 func (s *Switch) build() error {
-	c, log := s.cfg, s.log
-	f := &fabric{byVNI: map[uint32]*bridge{}, known: c.Known(), clock: flowtable.NewClock()}
-	s.f = f
+	c := s.cfg
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	if c.Underlay != nil {
 		l, err := netlink.LinkByName(c.Underlay.Interface)
 		if err != nil {
@@ -227,89 +246,43 @@ func (s *Switch) build() error {
 		if len(s.underlayLocal) == 0 {
 			return fmt.Errorf("underlay %s has no IP address to be a tunnel endpoint; add one or set underlay.local_ip", s.underlayName)
 		}
-		f.underlay = &port{id: 0, name: s.underlayName, kind: kindUnderlay, fd: -1, dest: 0}
-		f.ports = append(f.ports, f.underlay)
+		s.ports[s.underlayName] = &portRes{id: s.portIDs.get(), name: s.underlayName, kind: kindUnderlay, link: linkState(l)}
 	}
-	maxAge := c.FDB.Age
+	var xps []*portRes
+	if u := s.ports[s.underlayName]; u != nil {
+		xps = append(xps, u)
+	}
 	for bi := range c.Bridges {
 		bc := &c.Bridges[bi]
-		b := &bridge{name: bc.Name, vni: bc.VNI, cfg: bc,
-			table: flowtable.New(flowtable.Config{MaxEntries: c.FDB.MaxEntries, MaxAge: maxAge})}
-		f.bridges = append(f.bridges, b)
+		s.tables[bc.Name] = newTableRes(c)
 		for _, pn := range bc.Ports {
-			p := &port{id: len(f.ports), name: pn, kind: kindLocal, br: b, fd: -1}
-			p.dest = flowtable.Dest(p.id)
-			f.ports = append(f.ports, p)
-			b.locals = append(b.locals, p)
+			pr := &portRes{id: s.portIDs.get(), name: pn, kind: kindLocal, bridge: bc.Name, link: linkAbsent}
+			if l, err := netlink.LinkByName(pn); err == nil {
+				pr.link = linkState(l)
+			}
+			s.ports[pn] = pr
+			xps = append(xps, pr)
 		}
 		for ti := range bc.Tunnels {
-			tc := &bc.Tunnels[ti]
-			t := &tunnel{id: len(f.tunnels), br: b, remote: tc.Remote, cfg: tc}
-			t.dest = tunnelBit | flowtable.Dest(t.id)
-			for _, a := range s.underlayLocal {
-				if a.Is4() == t.remote.Is4() {
-					t.local = a
-					break
-				}
-			}
-			optLen := 0
-			for _, o := range tc.GenOptions {
-				optLen += 4 + len(o.Data)
-			}
-			if t.remote.Is4() {
-				t.hdrLen = geneve.IPv4HeaderLen(optLen)
-			} else {
-				t.hdrLen = geneve.IPv6HeaderLen(optLen)
-			}
-			t.maxInner = s.underlayMTU + geneve.EthLen - t.hdrLen
-			f.tunnels = append(f.tunnels, t)
-			b.tunnels = append(b.tunnels, t)
-		}
-		if len(b.tunnels) > 0 {
-			f.byVNI[b.vni] = b
+			s.addTunnel(bc, &bc.Tunnels[ti])
 		}
 		if bc.HasInternal() {
-			mtu := bc.MTU
-			if len(b.tunnels) > 0 {
-				maxMTU := s.underlayMTU
-				for _, t := range b.tunnels {
-					// The inner frame's Ethernet header is part of the payload
-					// the outer IP carries: MTU = underlay MTU - 50 (IPv4) or 70.
-					if m := t.maxInner - geneve.EthLen; m < maxMTU {
-						maxMTU = m
-					}
-				}
-				if mtu == 0 || mtu > maxMTU {
-					if mtu > maxMTU {
-						log.Warn("bridge MTU lowered to fit the underlay", zap.String("bridge", b.name), zap.Int("mtu", maxMTU))
-					}
-					mtu = maxMTU
-				}
-			}
-			tap, err := openTAP(bc.Name, s.internalPortMAC(bc), mtu, bc.Prefixes)
-			if err != nil {
+			if _, err := s.openInternal(bc); err != nil {
 				return err
 			}
-			s.taps = append(s.taps, tap)
-			p := &port{id: len(f.ports), name: bc.Name, kind: kindInternal, br: b, fd: tap.fd, maxFrame: tap.mtu + geneve.EthLen}
-			p.dest = flowtable.Dest(p.id)
-			// The internal port's MAC is static: learning never moves it to a
-			// port or tunnel that claims it (forward drops those: own_mac).
-			if err := b.table.AddStatic(flowtable.MACFrom(tap.mac), p.dest); err != nil {
-				return fmt.Errorf("internal port %s: %w", bc.Name, err)
-			}
-			f.ports = append(f.ports, p)
-			f.taps = append(f.taps, p)
-			b.internal = p
-			log.Info("internal port up", zap.String("name", tap.name), zap.Stringer("mac", tap.mac), zap.Int("mtu", tap.mtu), zap.Strings("offloads", tap.offloads.describe()),
-				zap.Any("addresses", bc.Prefixes))
 		}
 	}
-	if err := s.dp.open(s); err != nil {
+	if err := s.dp.open(s, xps); err != nil {
 		return err
 	}
-	if f.underlay != nil && len(f.tunnels) > 0 {
-		s.res = newResolver(log, s.underlayIdx, s.underlayName, s.underlayMAC, s.underlayLocal, f.tunnels)
+	s.portSpace, s.tunSpace = space(s.portIDs.next), space(s.tunIDs.next)
+	f := s.buildFabric(c)
+	s.fab.Store(f)
+	if err := s.applyStatics(c, f); err != nil {
+		return err
+	}
+	if f.underlay != nil {
+		s.res = newResolver(s.log, s.underlayIdx, s.underlayName, s.underlayMAC, s.underlayLocal, s.tunnelList(f))
 		if err := s.res.start(); err != nil {
 			return fmt.Errorf("next-hop resolver: %w", err)
 		}
@@ -317,9 +290,108 @@ func (s *Switch) build() error {
 	return nil
 }
 
-// Start starts the pollers and the MAC table aging.
+func newTableRes(c *Config) *tableRes {
+	tc := flowtable.Config{MaxEntries: c.FDB.MaxEntries, MaxAge: c.FDB.Age}
+	return &tableRes{t: flowtable.New(tc), cfg: tc, statics: map[flowtable.MAC]flowtable.Dest{}}
+}
+
+// addTunnel creates the tunnel of tc (bridge bc) with a new id.
+func (s *Switch) addTunnel(bc *BridgeConfig, tc *TunnelConfig) *tunnel {
+	t := &tunnel{id: s.tunIDs.get(), remote: tc.Remote, cfg: tc}
+	t.dest = tunnelBit | flowtable.Dest(t.id)
+	for _, a := range s.underlayLocal {
+		if a.Is4() == t.remote.Is4() {
+			t.local = a
+			break
+		}
+	}
+	t.hdrLen = tunnelHeaderLen(tc)
+	t.maxInner = s.underlayMTU + geneve.EthLen - t.hdrLen
+	s.tuns[tunKeyOf(bc, tc)] = t
+	return t
+}
+
+func tunnelHeaderLen(tc *TunnelConfig) int {
+	optLen := 0
+	for _, o := range tc.GenOptions {
+		optLen += 4 + len(o.Data)
+	}
+	if tc.Remote.Is4() {
+		return geneve.IPv4HeaderLen(optLen)
+	}
+	return geneve.IPv6HeaderLen(optLen)
+}
+
+// bridgeMTU is the internal port's MTU: the configured one, at most what
+// the bridge's tunnels carry (underlay MTU minus 50 (IPv4) or 70 (IPv6)
+// minus their options: the inner Ethernet header is part of the payload
+// the outer IP carries). lowered says the configured one did not fit.
+func (s *Switch) bridgeMTU(bc *BridgeConfig) (mtu int, lowered bool) {
+	mtu = bc.MTU
+	if len(bc.Tunnels) == 0 {
+		return mtu, false
+	}
+	maxMTU := s.underlayMTU
+	for ti := range bc.Tunnels {
+		maxMTU = min(maxMTU, s.underlayMTU-tunnelHeaderLen(&bc.Tunnels[ti]))
+	}
+	if mtu == 0 || mtu > maxMTU {
+		return maxMTU, mtu > maxMTU
+	}
+	return mtu, false
+}
+
+// openInternal creates a bridge's internal port (TAP) with a new id.
+func (s *Switch) openInternal(bc *BridgeConfig) (*portRes, error) {
+	mtu, lowered := s.bridgeMTU(bc)
+	if lowered {
+		s.log.Warn("bridge MTU lowered to fit the underlay", zap.String("bridge", bc.Name), zap.Int("mtu", mtu))
+	}
+	tap, err := openTAP(bc.Name, s.internalPortMAC(bc), mtu, bc.Prefixes)
+	if err != nil {
+		return nil, err
+	}
+	pr := &portRes{id: s.portIDs.get(), name: bc.Name, kind: kindInternal, bridge: bc.Name, tap: tap, link: linkUp}
+	s.mu.Lock()
+	s.ports[bc.Name] = pr
+	s.mu.Unlock()
+	s.log.Info("internal port up", zap.String("name", tap.name), zap.Stringer("mac", tap.mac), zap.Int("mtu", tap.mtu), zap.Strings("offloads", tap.offloads.describe()),
+		zap.Any("addresses", bc.Prefixes))
+	return pr, nil
+}
+
+// tunnelList is every tunnel of f (for the resolver).
+func (s *Switch) tunnelList(f *fabric) []*tunnel {
+	var ts []*tunnel
+	for _, b := range f.bridges {
+		ts = append(ts, b.tunnels...)
+	}
+	return ts
+}
+
+// cur is the fabric generation published last.
+func (s *Switch) cur() *fabric { return s.fab.Load() }
+
+// Start starts the pollers, the MAC table aging and the link watcher.
 func (s *Switch) Start() error {
-	if err := s.dp.start(s); err != nil {
+	s.applyMu.Lock()
+	f := s.cur()
+	for _, p := range f.ports {
+		if pr := s.ports[p.name]; !p.isTomb() && pr != nil {
+			switch {
+			case len(pr.tx) > 0:
+				s.dp.addPollers(pr, f)
+			case pr.tap != nil:
+				s.dp.addTAPPoller(pr, f)
+			}
+		}
+	}
+	err := s.dp.start(s)
+	s.applyMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := s.watchLinks(); err != nil {
 		return err
 	}
 	drops := newDropWatch(s)
@@ -333,8 +405,8 @@ func (s *Switch) Start() error {
 			case <-s.stop:
 				return
 			case wall := <-t.C:
-				now := s.f.clock.Tick()
-				for _, b := range s.f.bridges {
+				now := s.clock.Tick()
+				for _, b := range s.cur().bridges {
 					b.table.Expire(now)
 				}
 				drops.check(wall)
@@ -357,6 +429,20 @@ func (s *Switch) fail(err error) {
 	}
 }
 
+// pollerFailed handles a poller that cannot go on. A local port's socket
+// fails when its interface is deleted: the link watcher marks the port
+// absent (and attaches it again when the interface is back). Any other
+// port's failure stops the switch: running on without the underlay or an
+// internal port would silently drop everything.
+func (s *Switch) pollerFailed(p *port, err error) {
+	if p.kind == kindLocal && s.links != nil {
+		s.log.Warn("local port poller stopped; checking the interface", zap.String("port", p.name), zap.Error(err))
+		s.links.check(p.name)
+		return
+	}
+	s.fail(err)
+}
+
 // Close stops the pollers, detaches the XDP programs, closes the sockets,
 // releases the UMEM, removes the internal ports and the managed neighbour
 // entries. It is safe to call more than once.
@@ -366,10 +452,16 @@ func (s *Switch) Close() error {
 	}
 	close(s.stop)
 	var errs []error
+	// A reload or link event in progress finishes first; later ones see
+	// closed and do nothing, so no poller starts once they are stopped.
+	s.applyMu.Lock()
 	if err := s.dp.stopPollers(); err != nil {
 		errs = append(errs, err)
 	}
+	s.applyMu.Unlock()
 	s.wg.Wait()
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.res != nil {
@@ -378,9 +470,12 @@ func (s *Switch) Close() error {
 	if err := s.dp.close(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, t := range s.taps {
-		if err := t.close(); err != nil {
-			errs = append(errs, fmt.Errorf("remove internal port %s: %w", t.name, err))
+	for _, pr := range s.ports {
+		if pr.tap == nil {
+			continue
+		}
+		if err := pr.tap.close(); err != nil {
+			errs = append(errs, fmt.Errorf("remove internal port %s: %w", pr.name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -390,25 +485,28 @@ func (s *Switch) Close() error {
 func (s *Switch) Status() Status {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy, Idle: s.cfg.IdleStatus()}
+	f := s.cur()
+	st := Status{Version: s.opts.Version, PID: os.Getpid(), CPUs: s.cfg.CPUs, BusyPoll: s.cfg.BusyPoll, PollerPolicy: s.cfg.PollerPolicy, Idle: s.cfg.IdleStatus(),
+		Generation: f.gen}
 	st.UMEM = s.dp.umemStatus()
-	for _, b := range s.f.bridges {
+	for _, b := range f.bridges {
 		bs := BridgeStatus{Name: b.name, VNI: b.vni, Ports: []PortStatus{}, Tunnels: []TunnelStatus{}}
 		bs.FDB = fdbStats(b.table.Stats())
 		for _, p := range b.locals {
-			bs.Ports = append(bs.Ports, s.dp.portStatus(p))
+			ps := s.dp.portStatus(p)
+			s.linkStatus(&ps, &st)
+			bs.Ports = append(bs.Ports, ps)
 		}
 		if p := b.internal; p != nil {
 			ps := PortStatus{Name: p.name, Kind: "internal", Copy: "tap"}
-			for _, t := range s.taps {
-				if t.name == p.name {
-					ps.Ifindex, ps.MAC, ps.MTU = t.ifindex, t.mac.String(), t.mtu
-					ps.Offloads = t.offloads.describe()
-				}
+			if t := s.tapOf(p); t != nil {
+				ps.Ifindex, ps.MAC, ps.MTU = t.ifindex, t.mac.String(), t.mtu
+				ps.Offloads = t.offloads.describe()
 			}
 			for _, a := range b.cfg.Prefixes {
 				ps.Addresses = append(ps.Addresses, a.String())
 			}
+			s.linkStatus(&ps, &st)
 			bs.Ports = append(bs.Ports, ps)
 		}
 		for _, t := range b.tunnels {
@@ -428,12 +526,13 @@ func (s *Switch) Status() Status {
 		}
 		st.Bridges = append(st.Bridges, bs)
 	}
-	if u := s.f.underlay; u != nil {
+	if u := f.underlay; u != nil {
 		ps := s.dp.portStatus(u)
 		ps.MAC, ps.MTU = s.underlayMAC.String(), s.underlayMTU
 		for _, a := range s.underlayLocal {
 			ps.LocalIPs = append(ps.LocalIPs, a.String())
 		}
+		s.linkStatus(&ps, &st)
 		st.Underlay = &ps
 	}
 	return st
@@ -444,19 +543,25 @@ func (s *Switch) FDB() []FDBEntry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := []FDBEntry{}
-	now := s.f.clock.Now()
-	for _, b := range s.f.bridges {
+	f := s.cur()
+	now := s.clock.Now()
+	for _, b := range f.bridges {
 		es := b.table.Entries(now)
 		sort.Slice(es, func(i, j int) bool { return es[i].MAC < es[j].MAC })
 		for _, e := range es {
 			fe := FDBEntry{Bridge: b.name, VNI: b.vni, MAC: e.MAC.String(), Age: e.Age.Seconds(), Static: e.Static}
 			if e.Dest&tunnelBit != 0 {
-				if id := int(e.Dest &^ tunnelBit); id < len(s.f.tunnels) {
-					t := s.f.tunnels[id]
-					fe.Port, fe.Remote = "tunnel:"+t.remote.String(), t.remote.String()
+				id := int(e.Dest &^ tunnelBit)
+				if id >= len(f.tunnels) || f.tunnels[id].isTomb() {
+					continue // a removed tunnel's entry, about to be flushed
 				}
-			} else if int(e.Dest) < len(s.f.ports) {
-				fe.Port = s.f.ports[e.Dest].name
+				t := f.tunnels[id]
+				fe.Port, fe.Remote = "tunnel:"+t.remote.String(), t.remote.String()
+			} else {
+				if int(e.Dest) >= len(f.ports) || f.ports[e.Dest].isTomb() {
+					continue
+				}
+				fe.Port = f.ports[e.Dest].name
 			}
 			out = append(out, fe)
 		}
@@ -464,31 +569,41 @@ func (s *Switch) FDB() []FDBEntry {
 	return out
 }
 
-// Stats sums the counters of every poller.
+// Stats sums the counters of every poller, running and stopped.
 func (s *Switch) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ports := make([]portSum, len(s.f.ports))
-	tuns := make([]portSum, len(s.f.tunnels))
-	offs := make([]offSum, len(s.f.ports))
+	f := s.cur()
+	ports := make([]portSum, len(f.ports))
+	tuns := make([]portSum, len(f.tunnels))
+	offs := make([]offSum, len(f.ports))
 	opts := map[uint32]uint64{}
 	var st Stats
+	r := &s.dp.retired
+	for i := range min(len(ports), len(r.ports)) {
+		ports[i], offs[i] = r.ports[i], r.offs[i]
+	}
+	copy(tuns, r.tuns)
+	for k, v := range r.opts {
+		opts[k] = v
+	}
+	st.OptionsOverflow, st.FloodCopies, st.TAPCopies = r.optOverflow, r.flood, r.tap
 	for _, c := range s.dp.cores() {
-		for i := range ports {
-			c.ctr[i].addTo(&ports[i])
+		cs := c.counters()
+		for i := range min(len(ports), len(cs.ctr)) {
+			cs.ctr[i].addTo(&ports[i])
+			cs.off[i].addTo(&offs[i])
 		}
-		for i := range tuns {
-			c.tctr[i].addTo(&tuns[i])
-		}
-		for i := range offs {
-			c.off[i].addTo(&offs[i])
+		for i := range min(len(tuns), len(cs.tctr)) {
+			cs.tctr[i].addTo(&tuns[i])
 		}
 		st.OptionsOverflow += c.opt.addTo(opts)
 		st.FloodCopies += atomic.LoadUint64(&c.floodCopies)
 		st.TAPCopies += atomic.LoadUint64(&c.tapCopies)
 	}
 	st.Ports = []PortStats{}
-	for i, p := range s.f.ports {
+	for _, p := range livePorts(f) {
+		i := p.id
 		ps := PortStats{Name: p.name, Kind: p.kind.String(), RxPackets: ports[i].rxPackets, RxBytes: ports[i].rxBytes,
 			TxPackets: ports[i].txPackets, TxBytes: ports[i].txBytes, Drops: ports[i].dropMap()}
 		offs[i].fill(&ps)
@@ -498,10 +613,13 @@ func (s *Switch) Stats() Stats {
 		st.Ports = append(st.Ports, ps)
 	}
 	st.Tunnels = []TunnelStats{}
-	for i, t := range s.f.tunnels {
-		st.Tunnels = append(st.Tunnels, TunnelStats{Bridge: t.br.name, Remote: t.remote.String(), VNI: t.br.vni,
-			RxPackets: tuns[i].rxPackets, RxBytes: tuns[i].rxBytes, TxPackets: tuns[i].txPackets, TxBytes: tuns[i].txBytes,
-			Drops: tuns[i].dropMap()})
+	for _, b := range f.bridges {
+		for _, t := range b.tunnels {
+			i := t.id
+			st.Tunnels = append(st.Tunnels, TunnelStats{Bridge: b.name, Remote: t.remote.String(), VNI: b.vni,
+				RxPackets: tuns[i].rxPackets, RxBytes: tuns[i].rxBytes, TxPackets: tuns[i].txPackets, TxBytes: tuns[i].txBytes,
+				Drops: tuns[i].dropMap()})
+		}
 	}
 	keys := make([]uint32, 0, len(opts))
 	for k := range opts {
@@ -514,4 +632,20 @@ func (s *Switch) Stats() Stats {
 	}
 	s.addKernelStats(&st)
 	return st
+}
+
+// livePorts are f's ports in the order Stats lists them: the underlay,
+// then each bridge's local ports and internal port.
+func livePorts(f *fabric) []*port {
+	var out []*port
+	if f.underlay != nil {
+		out = append(out, f.underlay)
+	}
+	for _, b := range f.bridges {
+		out = append(out, b.locals...)
+		if b.internal != nil {
+			out = append(out, b.internal)
+		}
+	}
+	return out
 }

@@ -27,6 +27,7 @@ type txCsumPlan struct {
 	setting  string // auto, on, off
 	feat     xsk.Features
 	link     string // link type (veth, ...)
+	why      string // why use is off although asked for (a port added at run time)
 }
 
 // planTxCsum decides for one AF_XDP port from its setting and what its
@@ -72,6 +73,9 @@ func (p txCsumPlan) checkMode(name string, zeroCopy bool) error {
 
 // describe is the port's tx-checksum line for ctl show and the log.
 func (p txCsumPlan) describe() string {
+	if p.why != "" {
+		return "tx-checksum: software: " + p.why
+	}
 	dev := "device"
 	if p.link != "" {
 		dev = p.link

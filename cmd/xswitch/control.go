@@ -21,7 +21,8 @@ import (
 )
 
 // The control protocol: the client connects, writes one command line
-// ("show", "fdb", "stats", "log-level" or "log-level LEVEL"), and reads one
+// ("show", "fdb", "stats", "reload", "fdb-flush [BRIDGE]", "log-level" or
+// "log-level LEVEL"), and reads one
 // JSON object, {"error": "..."} or {"data": ...}; then the server closes
 // the connection.
 
@@ -30,6 +31,17 @@ type controlled interface {
 	Status() vswitch.Status
 	FDB() []vswitch.FDBEntry
 	Stats() vswitch.Stats
+}
+
+// fdbFlusher is a controlled switch that can forget learned MACs.
+type fdbFlusher interface {
+	FlushFDB(bridge string) (int, error)
+}
+
+// FlushReply is the data of a fdb-flush reply.
+type FlushReply struct {
+	Bridge  string `json:"bridge,omitempty"` // "" = every bridge
+	Removed int    `json:"removed"`
 }
 
 type response struct {
@@ -55,7 +67,9 @@ type controlServer struct {
 	// and the switch can be closed under no one.
 	mu sync.RWMutex
 	sw controlled
-	wg sync.WaitGroup
+	// reload re-reads the configuration file and applies it (cmdRun).
+	reload func() (*vswitch.ReloadResult, error)
+	wg     sync.WaitGroup
 	// conns are the open connections, so that close does not wait for an
 	// idle client's deadline.
 	connMu  sync.Mutex
@@ -214,6 +228,10 @@ func (s *controlServer) answer(cmd string) response {
 	}
 	var resp response
 	var data any
+	args := strings.Fields(cmd)
+	if len(args) > 0 {
+		cmd = args[0]
+	}
 	s.mu.RLock()
 	switch sw := s.sw; {
 	case sw == nil:
@@ -226,8 +244,17 @@ func (s *controlServer) answer(cmd string) response {
 		data = sw.FDB()
 	case cmd == "stats":
 		data = sw.Stats()
+	case cmd == "reload" && s.reload != nil:
+		r, err := s.reload()
+		if err != nil {
+			resp.Error = err.Error()
+		} else {
+			data = r
+		}
+	case cmd == "fdb-flush" && len(args) <= 2:
+		data, resp.Error = flushFDB(sw, args[1:])
 	default:
-		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, stats or log-level [LEVEL]", cmd)
+		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, stats, reload, fdb-flush [BRIDGE] or log-level [LEVEL]", cmd)
 	}
 	s.mu.RUnlock()
 	if data != nil {
@@ -251,6 +278,24 @@ func (s *controlServer) addBuild(st *vswitch.Status) {
 		st.StartedAt = s.started.UTC().Format(time.RFC3339)
 		st.UptimeSeconds = time.Since(s.started).Truncate(time.Second).Seconds()
 	}
+}
+
+// flushFDB runs fdb-flush [BRIDGE].
+func flushFDB(sw controlled, args []string) (any, string) {
+	f, ok := sw.(fdbFlusher)
+	if !ok {
+		return nil, "fdb-flush is not supported by this switch"
+	}
+	var r FlushReply
+	if len(args) == 1 {
+		r.Bridge = args[0]
+	}
+	n, err := f.FlushFDB(r.Bridge)
+	if err != nil {
+		return nil, err.Error()
+	}
+	r.Removed = n
+	return r, ""
 }
 
 // close stops listening (removing a filesystem socket), cuts the open

@@ -33,6 +33,22 @@ func formatText(w io.Writer, cmd string, data json.RawMessage) error {
 			return err
 		}
 		formatStats(w, &s)
+	case "reload":
+		var r vswitch.ReloadResult
+		if err := json.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		formatReload(w, &r)
+	case "fdb-flush":
+		var r FlushReply
+		if err := json.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		which := "every bridge"
+		if r.Bridge != "" {
+			which = "bridge " + r.Bridge
+		}
+		fmt.Fprintf(w, "flushed %d learned MAC entries (%s); static entries stay\n", r.Removed, which)
 	default:
 		return fmt.Errorf("%w %q", errUnknown, cmd)
 	}
@@ -41,7 +57,15 @@ func formatText(w io.Writer, cmd string, data json.RawMessage) error {
 
 func portLine(p *vswitch.PortStatus) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%s, ifindex %d", p.Name, p.Kind, p.Ifindex)
+	fmt.Fprintf(&b, "%s (%s", p.Name, p.Kind)
+	if p.State != "" {
+		fmt.Fprintf(&b, ", %s", p.State)
+	}
+	if p.State == "absent" {
+		b.WriteString(")")
+		return b.String()
+	}
+	fmt.Fprintf(&b, ", ifindex %d", p.Ifindex)
 	if p.MAC != "" {
 		fmt.Fprintf(&b, ", %s", p.MAC)
 	}
@@ -117,6 +141,22 @@ func formatShow(w io.Writer, s *vswitch.Status) {
 				fmt.Fprintf(w, " (%s)", nh.Error)
 			}
 			fmt.Fprintln(w)
+		}
+	}
+	for _, m := range s.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", m)
+	}
+}
+
+// formatReload prints what a reload changed.
+func formatReload(w io.Writer, r *vswitch.ReloadResult) {
+	fmt.Fprintf(w, "reloaded (generation %d): %d added, %d removed, %d changed, %d kept\n", r.Generation, len(r.Added), len(r.Removed), len(r.Changed), r.Kept)
+	for _, l := range []struct {
+		what  string
+		items []string
+	}{{"added", r.Added}, {"removed", r.Removed}, {"changed", r.Changed}, {"warning", r.Warnings}} {
+		for _, it := range l.items {
+			fmt.Fprintf(w, "  %s: %s\n", l.what, it)
 		}
 	}
 }

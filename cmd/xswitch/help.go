@@ -10,9 +10,9 @@ import (
 
 const usage = `usage:
   xswitch run --config FILE                 run the switch (foreground; SIGINT/SIGTERM stop it,
-                                            a second one forces the exit; SIGHUP is ignored)
+                                            a second one forces the exit; SIGHUP reloads FILE)
   xswitch check --config FILE               validate a configuration file and exit
-  xswitch ctl [--socket S] [--json] show|fdb|stats|log-level [LEVEL]
+  xswitch ctl [--socket S] [--json] show|fdb|stats|reload|fdb-flush [BRIDGE]|log-level [LEVEL]
                                             ask the running switch (default socket @xswitch,
                                             the instance of this network namespace)
   xswitch version                           print the version and source revision
@@ -26,7 +26,7 @@ exits at once, without clean-up). The configuration is checked first, as
 by "xswitch check"; nothing is created if it is not valid. Logs go to
 stderr. Under systemd (Type=notify) it reports READY=1 once the pollers
 forward and the control socket answers, STOPPING=1 when it stops.
-SIGHUP is logged and ignored.
+SIGHUP re-reads FILE and applies the changes, as "xswitch ctl reload".
 
   --config FILE   the configuration (YAML; docs/configuration.md)
 `
@@ -56,6 +56,8 @@ Asks the running switch over its control socket.
   show              ports, bridges, tunnels and next hops; version, uptime
   fdb               the MAC tables
   stats             packet, byte and drop counters
+  reload            re-read the configuration file and apply the changes
+  fdb-flush [BRIDGE] forget the learned MACs (of one bridge); static ones stay
   log-level [LEVEL] print the log level, or set it: debug, info, warn, error
 
   --socket S        the control socket: @name (abstract, per network
@@ -94,6 +96,24 @@ second at most per port and reason, the drops that grew with a hint, and
 MAC moves per bridge.
 `
 
+const reloadHelp = `usage: xswitch ctl [--socket S] [--json] reload
+
+Re-reads the running switch's configuration file and applies the
+difference while it runs: bridges, tunnels, local ports, keys, options,
+static MACs and FDB limits. The file is validated in full first; an
+invalid file changes nothing, and the reply lists every problem (exit 1).
+What did not change keeps forwarding. Settings that need a restart
+(underlay, cpus, umem, ...) are refused with a message that says so.
+Prints what was added, removed and kept. SIGHUP does the same.
+`
+
+const fdbFlushHelp = `usage: xswitch ctl [--socket S] [--json] fdb-flush [BRIDGE]
+
+Forgets the learned MACs of every bridge, or of BRIDGE; static entries
+(static_macs, the internal port's own MAC) stay. Prints how many were
+removed. Traffic is flooded until the MACs are learned again.
+`
+
 // ctlCommand is one request of `xswitch ctl`.
 type ctlCommand struct {
 	maxArgs int // arguments after the command word
@@ -104,6 +124,8 @@ var ctlCommands = map[string]ctlCommand{
 	"show":      {help: showHelp},
 	"fdb":       {help: fdbHelp},
 	"stats":     {help: statsHelp},
+	"reload":    {help: reloadHelp},
+	"fdb-flush": {maxArgs: 1, help: fdbFlushHelp},
 	"log-level": {maxArgs: 1, help: logLevelHelp},
 }
 

@@ -2,7 +2,7 @@
 //
 //	xswitch run --config FILE      run the switch in the foreground
 //	xswitch check --config FILE    validate a configuration and exit
-//	xswitch ctl [--socket S] [--json] show|fdb|stats|log-level [LEVEL]
+//	xswitch ctl [--socket S] [--json] show|fdb|stats|reload|fdb-flush [BRIDGE]|log-level [LEVEL]
 //	xswitch version
 //
 // Every command and ctl subcommand answers --help (help.go).
@@ -181,6 +181,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		sw.Close()
 		return 1
 	}
+	reload := reloader(path, sw, log)
+	srv.reload = reload
 	srv.attach(sw)
 	ms.serve(sw)
 	log.Info("xswitch running", zap.String("config", path), zap.String("control_socket", cfg.ControlSocket),
@@ -189,13 +191,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// run and ctl answers.
 	notify(log, readyState(sw.Status()))
 	code := 0
-	select {
-	case <-sigs.stop:
-		notify(log, "STOPPING=1\nSTATUS=stopping")
-	case err := <-sw.Failed():
-		log.Error("switch failed", zap.Error(err))
-		notify(log, "STOPPING=1\nSTATUS=failed: "+err.Error())
-		code = 1
+wait:
+	for {
+		select {
+		case <-sigs.stop:
+			notify(log, "STOPPING=1\nSTATUS=stopping")
+			break wait
+		case <-sigs.hup:
+			notify(log, "RELOADING=1")
+			_, _ = reload() // logged by reloader
+			notify(log, readyState(sw.Status()))
+		case err := <-sw.Failed():
+			log.Error("switch failed", zap.Error(err))
+			notify(log, "STOPPING=1\nSTATUS=failed: "+err.Error())
+			code = 1
+			break wait
+		}
 	}
 	// Detaching waits for the control requests in flight: none may read
 	// the switch while Close releases it.
@@ -304,17 +315,17 @@ var forceExit = os.Exit
 
 // signals handles the daemon's signals. The first SIGINT or SIGTERM closes
 // stop; a second one exits at once (status 1), for a shutdown that hangs.
-// SIGHUP is logged and ignored: there is no configuration reload yet (the
-// systemd unit's ExecReload sends it), and its default action would kill
-// the daemon without clean-up.
+// SIGHUP asks for a reload of the configuration file (hup; several pending
+// make one reload; one during start-up or shutdown is logged and dropped).
 type signals struct {
 	ch   chan os.Signal
 	stop chan struct{}
+	hup  chan struct{}
 	done chan struct{}
 }
 
 func catchSignals(log *zap.Logger) *signals {
-	s := &signals{ch: make(chan os.Signal, 4), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &signals{ch: make(chan os.Signal, 4), stop: make(chan struct{}), hup: make(chan struct{}, 1), done: make(chan struct{})}
 	signal.Notify(s.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go s.loop(log)
 	return s
@@ -329,7 +340,11 @@ func (s *signals) loop(log *zap.Logger) {
 		case sig := <-s.ch:
 			switch {
 			case sig == syscall.SIGHUP:
-				log.Warn("SIGHUP ignored: xswitch does not reload its configuration; restart it to apply a change")
+				log.Info("SIGHUP: reloading the configuration")
+				select {
+				case s.hup <- struct{}{}:
+				default: // a reload is pending already
+				}
 			case !stopping:
 				stopping = true
 				log.Info("stopping", zap.Stringer("signal", sig))
@@ -341,6 +356,25 @@ func (s *signals) loop(log *zap.Logger) {
 				forceExit(1)
 			}
 		}
+	}
+}
+
+// reloader re-reads the configuration file and applies it to sw, for `ctl
+// reload` and SIGHUP; the outcome is logged either way.
+func reloader(path string, sw *vswitch.Switch, log *zap.Logger) func() (*vswitch.ReloadResult, error) {
+	return func() (*vswitch.ReloadResult, error) {
+		cfg, err := vswitch.LoadConfig(path)
+		if err == nil {
+			var r *vswitch.ReloadResult
+			if r, err = sw.Apply(cfg); err == nil {
+				log.Info("reloaded", zap.String("config", path), zap.Uint64("generation", r.Generation))
+				return r, nil
+			}
+		}
+		var b strings.Builder
+		printConfigError(&b, path, err)
+		log.Warn("reload refused; nothing was changed", zap.String("config", path), zap.Error(err))
+		return nil, errors.New(strings.TrimSuffix(strings.TrimPrefix(b.String(), "xswitch: "), "\n"))
 	}
 }
 

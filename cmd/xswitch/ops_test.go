@@ -27,6 +27,8 @@ func TestHelp(t *testing.T) {
 		"fdb":       {"ctl", "fdb"},
 		"stats":     {"ctl", "stats"},
 		"log-level": {"ctl", "log-level"},
+		"reload":    {"ctl", "reload"},
+		"fdb-flush": {"ctl", "fdb-flush"},
 	}
 	for sub := range ctlCommands {
 		if _, ok := cases[sub]; !ok {
@@ -38,7 +40,7 @@ func TestHelp(t *testing.T) {
 		switch name {
 		case "":
 			want = "usage:\n  xswitch run"
-		case "show", "fdb", "stats", "log-level":
+		case "show", "fdb", "stats", "log-level", "reload", "fdb-flush":
 			want = "usage: xswitch ctl [--socket S] [--json] " + name
 		case "ctl":
 			want = "usage: xswitch ctl [--socket S] [--json] COMMAND"
