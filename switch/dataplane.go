@@ -327,6 +327,13 @@ func flush(c *core, cache *xsk.Cache, dests []int, txIdx int) {
 		tq := p.tx[txIdx%len(p.tx)]
 		tq.mu.Lock()
 		sent := tq.sock.Transmit(q)
+		if cp := p.capture.Load(); cp != nil {
+			// Before Complete, under the lock: no poller can have taken
+			// the sent frames back and reused them yet.
+			for _, d := range q[:sent] {
+				c.capture(cp, c.area[d.Addr:d.Addr+uint64(d.Len)], true)
+			}
+		}
 		tq.sock.Complete(cache)
 		tq.mu.Unlock()
 		pc := &c.ctr[id]

@@ -3,6 +3,8 @@
 //	xswitch run --config FILE      run the switch in the foreground
 //	xswitch check --config FILE    validate a configuration and exit
 //	xswitch ctl [--socket S] show|fdb|stats [--json]
+//	xswitch ctl [--socket S] trace BRIDGE in_port=PORT field=value... | --hex FRAME [--json]
+//	xswitch ctl [--socket S] capture PORT [-c COUNT] [-d DURATION] [--snaplen N] -w FILE|-
 //	xswitch version
 package main
 
@@ -35,6 +37,12 @@ const usage = `usage:
   xswitch ctl [--socket S] show|fdb|stats [--json]
                                             ask the running switch (default socket @xswitch,
                                             the instance of this network namespace)
+  xswitch ctl [--socket S] trace BRIDGE in_port=PORT dl_src=MAC dl_dst=MAC [dl_type= dl_vlan= nw_src=
+                                            nw_dst= nw_proto= tp_src= tp_dst=] | --hex FRAME  [--json]
+                                            what the switch would do with a frame (no side effect);
+                                            PORT: a port, the underlay (--hex: a Geneve frame) or tunnel:REMOTE
+  xswitch ctl [--socket S] capture PORT|tunnel:REMOTE [-c COUNT] [-d DURATION] [--snaplen N] -w FILE|-
+                                            frames received and sent on a port, as pcapng (tshark -r FILE)
   xswitch version
 `
 
@@ -216,6 +224,9 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		default:
 			rest = append(rest, a)
 		}
+	}
+	if len(rest) > 0 && ctlCommands[rest[0]] != nil {
+		return ctlCommands[rest[0]](sock, asJSON, rest[1:], stdout, stderr)
 	}
 	if len(rest) != 1 {
 		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats\n"+usage)
