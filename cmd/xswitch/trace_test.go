@@ -20,7 +20,7 @@ import (
 // asked, with good IP and L4 checksums.
 func TestBuildTraceFrame(t *testing.T) {
 	cases := []struct {
-		kv   map[string]string
+		kv map[string]string
 		// tshark fields: addresses, protocol, ports, checksum statuses
 		// (1: good, 0: bad), VLAN id.
 		want string
