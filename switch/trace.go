@@ -331,7 +331,10 @@ func (c *core) describeFlood(in *port, dc decision) string {
 	}
 	s := fmt.Sprintf("to %s", orNone(to))
 	if dc.srcTun != nil {
-		s += fmt.Sprintf("; not to the source tunnel:%s; not to %s (split horizon: a frame from a tunnel never goes to a tunnel)", dc.srcTun.remote, orNone(not))
+		s += fmt.Sprintf("; not back to tunnel:%s", dc.srcTun.remote)
+		if len(not) > 0 {
+			s += fmt.Sprintf("; not to %s (split horizon: a frame from a tunnel never goes to a tunnel)", strings.Join(not, ", "))
+		}
 	} else if in.br != nil {
 		s += fmt.Sprintf("; not back to %s", in.name)
 	}
