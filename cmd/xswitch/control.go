@@ -51,9 +51,9 @@ var bodyCommands = map[string]func(s *controlServer, c net.Conn, body *bufio.Rea
 	"capture": serveCapture,
 }
 
-// ctlCommands are the ctl commands that take arguments (the client side of
+// argCtlCommands are the ctl commands that take arguments (the client side of
 // bodyCommands).
-var ctlCommands = map[string]func(sock string, asJSON bool, args []string, stdout, stderr io.Writer) int{
+var argCtlCommands = map[string]func(sock string, asJSON bool, args []string, stdout, stderr io.Writer) int{
 	"trace":   ctlTrace,
 	"capture": ctlCapture,
 }

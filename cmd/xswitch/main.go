@@ -225,8 +225,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 			rest = append(rest, a)
 		}
 	}
-	if len(rest) > 0 && ctlCommands[rest[0]] != nil {
-		return ctlCommands[rest[0]](sock, asJSON, rest[1:], stdout, stderr)
+	if len(rest) > 0 && argCtlCommands[rest[0]] != nil {
+		return argCtlCommands[rest[0]](sock, asJSON, rest[1:], stdout, stderr)
 	}
 	if len(rest) != 1 {
 		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats\n"+usage)
