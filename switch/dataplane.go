@@ -603,6 +603,13 @@ func flush(c *core, cache *xsk.Cache, txIdx int, kick bool) int {
 		} else {
 			sent = tq.sock.Enqueue(q)
 		}
+		if cp := p.capture.Load(); cp != nil {
+			// Before Complete, under the lock: no poller can have taken
+			// the sent frames back and reused them yet.
+			for _, d := range q[:sent] {
+				c.capture(cp, c.area[d.Addr:d.Addr+uint64(d.Len)], true)
+			}
+		}
 		tq.sock.Complete(cache)
 		tq.mu.Unlock()
 		placed += sent

@@ -187,7 +187,24 @@ func (s *Switch) buildFabric(c *Config) *fabric {
 			f.xdp = append(f.xdp, p.id)
 		}
 	}
+	carryCaptures(old, f)
 	return f
+}
+
+// carryCaptures hands the captures running on old's ports (xswitch ctl
+// capture) to the same ports of f, which replace them (Switch.applyMu held:
+// a capture starts and stops under it too).
+func carryCaptures(old, f *fabric) {
+	if old == nil {
+		return
+	}
+	for id, p := range f.ports {
+		if id < len(old.ports) && p.name != "" && old.ports[id].name == p.name {
+			if cp := old.ports[id].capture.Load(); cp != nil {
+				p.capture.Store(cp)
+			}
+		}
+	}
 }
 
 // grown is f with longer id-indexed slices (tombstones in the new slots):

@@ -18,22 +18,22 @@ func TestAbsentPortDrops(t *testing.T) {
 	g.ports = append([]*port(nil), r.f.ports...)
 	// The next generation's structs: a in a bridge whose b is absent.
 	nb := *br
-	a, gone := *r.a, *r.b
+	a, gone := clonePort(r.a), clonePort(r.b)
 	a.br, gone.br, gone.absent = &nb, &nb, true
-	g.ports[a.id], g.ports[gone.id] = &a, &gone
-	nb.locals = []*port{&a, &gone}
+	g.ports[a.id], g.ports[gone.id] = a, gone
+	nb.locals = []*port{a, gone}
 	g.bridges = []*bridge{&nb, r.f.bridges[1]}
 	r.c.setFabric(&g)
 	r.reset()
 	free := len(r.c.free)
-	r.c.forward(&a, []desc{r.frame(eth(macB, macA, 60))})
+	r.c.forward(a, []desc{r.frame(eth(macB, macA, 60))})
 	if d := r.c.ctr[r.b.id].drops[dropPortAbsent]; d != 1 {
 		t.Errorf("port_absent drops %d, want 1", d)
 	}
 	if len(r.c.free) != free+1 {
 		t.Errorf("free frames %d -> %d: the dropped frame was not returned", free, len(r.c.free))
 	}
-	r.c.forward(&a, []desc{r.frame(eth(bcast, macA, 60))})
+	r.c.forward(a, []desc{r.frame(eth(bcast, macA, 60))})
 	if d := r.c.ctr[r.b.id].drops[dropPortAbsent]; d != 2 {
 		t.Errorf("port_absent drops %d after a flood, want 2", d)
 	}
@@ -80,4 +80,11 @@ func TestSetFabricGrows(t *testing.T) {
 	if a := testing.AllocsPerRun(10, func() { r.c.setFabric(g) }); a != 0 {
 		t.Errorf("setFabric of the same generation allocates %.0f times", a)
 	}
+}
+
+// clonePort is p's next-generation struct (a port holds an atomic, which
+// must not be copied whole).
+func clonePort(p *port) *port {
+	return &port{id: p.id, name: p.name, kind: p.kind, br: p.br, dest: p.dest, fd: p.fd, tx: p.tx,
+		maxFrame: p.maxFrame, txCsum: p.txCsum, absent: p.absent}
 }

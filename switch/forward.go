@@ -48,6 +48,9 @@ type port struct {
 	// absent: no sockets (interface gone, or a removed port's slot); a
 	// core gives it no transmit list, so frames to it are counted drops.
 	absent bool
+	// capture is the running `xswitch ctl capture` of the port; nil (one
+	// predictable branch per batch or frame) when there is none.
+	capture atomic.Pointer[captureTap]
 }
 
 // tunnel is one remote endpoint of a bridge.
@@ -66,6 +69,8 @@ type tunnel struct {
 	maxInner int
 	cfg      *TunnelConfig
 	nh       atomic.Pointer[NextHopStatus] // for ctl show
+	// capture: the running capture of tunnel:REMOTE (inner frames), or nil.
+	capture atomic.Pointer[captureTap]
 }
 
 // bridge is one L2 domain (one VNI).
@@ -144,6 +149,9 @@ type core struct {
 	gro     *tapGRO  // nil without internal ports
 	// pub are ctr, tctr and off for the control path (fabric.go).
 	pub atomic.Pointer[ctrSet]
+	// tr is set on the throw-away core of `xswitch ctl trace` only: then
+	// learning is a prediction and nothing is written to a TAP (trace.go).
+	tr *traceRec
 }
 
 func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
@@ -160,12 +168,32 @@ func (c *core) drop(p *port, r dropReason) { c.ctr[p.id].drops[r]++ }
 // batches; should it, append grows it rather than leak the frame.
 func (c *core) release(base uint64) { c.free = append(c.free, base) }
 
+// verdict is what decide made of one frame.
+type verdict uint8
+
+const (
+	verdictDrop    verdict = iota // dropped, for the reason decide gives
+	verdictUnicast                // to its one known destination
+	verdictFlood                  // to every port and tunnel of the bridge but its source
+)
+
+// decision is decide's result as trace (trace.go) keeps it.
+type decision struct {
+	v      verdict
+	reason dropReason
+	br     *bridge
+	srcTun *tunnel
+	dst    flowtable.Dest
+	off, n int
+}
+
 // forward switches a batch of frames received on port in. Each frame ends
 // up queued in c.pend, written to an internal port, or dropped and counted
 // (its frame returned to c.free).
 func (c *core) forward(in *port, descs []desc) {
 	ic := &c.ctr[in.id]
 	mask := ^(c.fsize - 1)
+	capIn := in.capture.Load() // nil unless `xswitch ctl capture` runs on in
 	for i := range descs {
 		d := descs[i]
 		base := d.Addr & mask
@@ -179,106 +207,130 @@ func (c *core) forward(in *port, descs []desc) {
 		}
 		ic.rxPackets++
 		ic.rxBytes += uint64(n)
-
-		var br *bridge
-		var srcTun *tunnel
-		src := in.dest
-		if in.kind == kindUnderlay {
-			dec := &c.dec
-			if r := geneve.Decap(frame[off:off+n], dec); r != geneve.DropNone {
-				c.drop(in, dropReason(r))
-				c.release(base)
-				continue
-			}
-			if dec.OAM {
-				c.drop(in, dropReason(geneve.DropOAM))
-				c.release(base)
-				continue
-			}
-			if dec.OptLen > 0 {
-				opts := frame[off+dec.OptOff : off+dec.OptOff+dec.OptLen]
-				if r := geneve.CheckOptions(opts, c.f.known); r != geneve.DropNone {
-					c.drop(in, dropReason(r))
-					c.release(base)
-					continue
-				}
-				it := geneve.Options(opts).Iter()
-				for {
-					o, ok := it.Next()
-					if !ok {
-						break
-					}
-					c.opt.add(o.Class, o.Type)
-				}
-			}
-			br = c.f.byVNI[dec.VNI]
-			if br == nil {
-				c.drop(in, dropUnknownVNI)
-				c.release(base)
-				continue
-			}
-			srcTun = br.findRemote(dec.Src)
-			if srcTun == nil {
-				c.drop(in, dropUnknownRemote)
-				c.release(base)
-				continue
-			}
-			off += dec.InnerOff
-			n = dec.InnerLen
-			tc := &c.tctr[srcTun.id]
-			tc.rxPackets++
-			tc.rxBytes += uint64(n)
-			src = srcTun.dest
-		} else {
-			br = in.br
+		if capIn != nil {
+			c.capture(capIn, frame[off:off+n], false)
 		}
-		if n < 14 {
-			c.drop(in, dropRunt)
-			c.release(base)
-			continue
+		// Separate results, not a struct: a struct result is copied through
+		// the stack, and its wide loads of narrow stores stall (measured).
+		v, why, br, srcTun, dst, ioff, ilen := c.decide(in, frame, off, n)
+		if c.tr != nil {
+			c.tr.dc = decision{v: v, reason: why, br: br, srcTun: srcTun, dst: dst, off: ioff, n: ilen}
 		}
-		srcMAC := flowtable.MACFrom(frame[off+6:])
-		if srcMAC.IsMulticast() {
-			c.drop(in, dropBadSrcMAC)
-			c.release(base)
-			continue
-		}
-		if br.table.Learn(srcMAC, src, c.now) == flowtable.LearnStatic {
-			// The source claims a MAC configured on another port (the
-			// internal port's own, or a static_macs entry): a spoof or a
-			// loop, never forwarded.
-			r := staticClaim(br, srcMAC)
-			if srcTun != nil {
-				c.tctr[srcTun.id].drops[r]++
+		switch v {
+		case verdictUnicast:
+			if dst&tunnelBit != 0 {
+				c.toTunnel(c.f.tunnels[dst&^tunnelBit], frame, base, ioff, ilen)
 			} else {
-				c.drop(in, r)
+				c.toPort(c.f.ports[dst], frame, base, ioff, ilen)
+			}
+		case verdictFlood:
+			c.flood(br, in, srcTun != nil, frame, base, ioff, ilen)
+		default:
+			if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
+				c.tctr[srcTun.id].drops[why]++
+			} else {
+				c.drop(in, why)
 			}
 			c.release(base)
-			continue
 		}
-		c.notePartial(in, frame[off:off+n])
-		dstMAC := flowtable.MACFrom(frame[off:])
-		if !dstMAC.IsMulticast() {
-			if dst, ok := br.table.Lookup(dstMAC); ok {
-				switch {
-				case dst == src:
-					c.drop(in, dropSamePort)
-					c.release(base)
-				case dst&tunnelBit != 0:
-					if srcTun != nil {
-						c.drop(in, dropSplitHorizon)
-						c.release(base)
-						continue
-					}
-					c.toTunnel(c.f.tunnels[dst&^tunnelBit], frame, base, off, n)
-				default:
-					c.toPort(c.f.ports[dst], frame, base, off, n)
+	}
+}
+
+// decide is the forwarding decision for the frame frame[off:off+n] received
+// on port in: decapsulation and its checks (from the underlay), learning (a
+// prediction of it when tracing) and the lookup. It returns the verdict, the
+// drop reason (verdictDrop), the bridge, the tunnel the frame came from (nil
+// from a local or internal port), the destination (known unicast) and where
+// the (inner) Ethernet frame is. It writes nothing but counters, the MAC
+// table (learning) and the core's per-frame state.
+func (c *core) decide(in *port, frame []byte, off, n int) (v verdict, why dropReason, br *bridge, srcTun *tunnel, dst flowtable.Dest, ioff, ilen int) {
+	br, ioff, ilen = in.br, off, n
+	src := in.dest
+	if in.kind == kindUnderlay {
+		dec := &c.dec
+		if r := geneve.Decap(frame[off:off+n], dec); r != geneve.DropNone {
+			why = dropReason(r)
+			return
+		}
+		if dec.OAM {
+			why = dropReason(geneve.DropOAM)
+			return
+		}
+		if dec.OptLen > 0 {
+			opts := frame[off+dec.OptOff : off+dec.OptOff+dec.OptLen]
+			if r := geneve.CheckOptions(opts, c.f.known); r != geneve.DropNone {
+				why = dropReason(r)
+				return
+			}
+			it := geneve.Options(opts).Iter()
+			for {
+				o, ok := it.Next()
+				if !ok {
+					break
 				}
-				continue
+				c.opt.add(o.Class, o.Type)
 			}
 		}
-		c.flood(br, in, srcTun != nil, frame, base, off, n)
+		br = c.f.byVNI[dec.VNI]
+		if br == nil {
+			why = dropUnknownVNI
+			return
+		}
+		srcTun = br.findRemote(dec.Src)
+		if srcTun == nil {
+			why = dropUnknownRemote
+			return
+		}
+		ioff += dec.InnerOff
+		ilen = dec.InnerLen
+		tc := &c.tctr[srcTun.id]
+		tc.rxPackets++
+		tc.rxBytes += uint64(ilen)
+		if cp := srcTun.capture.Load(); cp != nil {
+			c.capture(cp, frame[ioff:ioff+ilen], false)
+		}
+		src = srcTun.dest
 	}
+	if ilen < 14 {
+		why = dropRunt
+		return
+	}
+	srcMAC := flowtable.MACFrom(frame[ioff+6:])
+	if srcMAC.IsMulticast() {
+		why = dropBadSrcMAC
+		return
+	}
+	var lr flowtable.LearnResult
+	if c.tr == nil {
+		lr = br.table.Learn(srcMAC, src, c.now)
+	} else {
+		lr = c.tr.predict(br.table, srcMAC, src, c.now) // trace: learning without writing
+	}
+	if lr == flowtable.LearnStatic {
+		// The source claims a MAC configured on another port (the
+		// internal port's own, or a static_macs entry): a spoof or a
+		// loop, never forwarded.
+		why = staticClaim(br, srcMAC)
+		return
+	}
+	c.notePartial(in, frame[ioff:ioff+ilen])
+	dstMAC := flowtable.MACFrom(frame[ioff:])
+	if !dstMAC.IsMulticast() {
+		var ok bool
+		if dst, ok = br.table.Lookup(dstMAC); ok {
+			switch {
+			case dst == src:
+				why = dropSamePort
+			case dst&tunnelBit != 0 && srcTun != nil:
+				why = dropSplitHorizon
+			default:
+				v = verdictUnicast
+			}
+			return
+		}
+	}
+	v = verdictFlood
+	return
 }
 
 // flood sends a frame to every port and tunnel of br except where it came
@@ -434,5 +486,8 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	}
 	tc.txPackets++
 	tc.txBytes += uint64(n)
+	if cp := t.capture.Load(); cp != nil {
+		c.capture(cp, frame[start+h:start+h+n], true)
+	}
 	c.pend[u.id] = append(q, desc{Addr: base + uint64(start), Len: uint32(n + h), Options: opt})
 }

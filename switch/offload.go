@@ -115,9 +115,16 @@ func (c *core) writeTAP(p *port, frame []byte, off, n int, h offload.VnetHdr) {
 
 func (c *core) tapWrite(p *port, b []byte, n int) {
 	pc := &c.ctr[p.id]
+	if c.tr != nil {
+		c.tr.tapWrites = append(c.tr.tapWrites, p.id) // trace: no side effect
+		return
+	}
 	if _, err := unix.Write(p.fd, b); err != nil {
 		pc.drops[dropTAPWrite]++
 		return
+	}
+	if cp := p.capture.Load(); cp != nil {
+		c.capture(cp, b[len(b)-n:], true)
 	}
 	c.tapCopies++
 	pc.txPackets++

@@ -53,6 +53,48 @@ type response struct {
 // word, and a client must not make the daemon buffer without bound.
 const maxRequest = 4096
 
+// maxBody bounds the JSON body of the commands that take one (a trace
+// carries a frame in it).
+const maxBody = 1 << 20
+
+// bodyCommands are the commands followed by a JSON body; each answers on
+// the connection itself (trace.go, capture.go).
+var bodyCommands = map[string]func(s *controlServer, c net.Conn, body *bufio.Reader){
+	"trace":   serveTrace,
+	"capture": serveCapture,
+}
+
+// argCtlCommands are the ctl commands that take arguments (the client side of
+// bodyCommands).
+var argCtlCommands = map[string]func(sock string, asJSON bool, args []string, stdout, stderr io.Writer) int{
+	"trace":   ctlTrace,
+	"capture": ctlCapture,
+}
+
+// requestBody sends cmd and its JSON body to the control socket addr and
+// returns the reply's data.
+func requestBody(ctx context.Context, addr, cmd string, body any) (json.RawMessage, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", cmd, err)
+	}
+	return request(ctx, addr, cmd+"\n"+string(b))
+}
+
+// reply writes one response to a control connection.
+func reply(c net.Conn, data any, err error) {
+	resp := response{}
+	if err != nil {
+		resp.Error = err.Error()
+	} else if resp.Data, err = json.Marshal(data); err != nil {
+		resp.Error = "encode: " + err.Error()
+	}
+	_ = json.NewEncoder(c).Encode(resp)
+}
+
+// errStarting is the answer while no switch is attached.
+var errStarting = errors.New("xswitch is starting or stopping")
+
 // socketMode is the permission of a filesystem control socket: connecting
 // needs write permission, so only its owner (root) and root may talk to it.
 const socketMode = 0o600
@@ -210,11 +252,19 @@ func (s *controlServer) attach(sw controlled) {
 func (s *controlServer) handle(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, maxRequest+1)).ReadString('\n')
+	lr := &io.LimitedReader{R: c, N: maxRequest + 1}
+	br := bufio.NewReader(lr)
+	line, err := br.ReadString('\n')
 	if err != nil {
 		if len(line) > maxRequest {
 			_ = json.NewEncoder(c).Encode(response{Error: fmt.Sprintf("request longer than %d bytes; send one line: show, fdb, stats or log-level [LEVEL]", maxRequest)})
 		}
+		return
+	}
+	if h := bodyCommands[strings.TrimSpace(line)]; h != nil {
+		// Commands with arguments: a JSON body follows the line.
+		lr.N = maxBody
+		h(s, c, br)
 		return
 	}
 	resp := s.answer(strings.TrimSpace(line))

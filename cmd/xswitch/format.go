@@ -282,3 +282,34 @@ func idleLine(st vswitch.IdleStatus) string {
 	}
 	return s
 }
+
+// formatTrace prints a trace: the frame, each step, the verdict and the
+// outputs (with the outer headers of tunnel outputs).
+func formatTrace(w io.Writer, r *vswitch.TraceResult) {
+	fmt.Fprintf(w, "bridge %s, in_port %s: %s\n", r.Bridge, r.InPort, r.Frame)
+	for i, s := range r.Steps {
+		fmt.Fprintf(w, "%2d. %-7s %s\n", i+1, s.Step+":", s.Detail)
+	}
+	switch r.Verdict {
+	case "drop":
+		fmt.Fprintf(w, "verdict: drop (%s)\n", r.Drop)
+		return
+	default:
+		fmt.Fprintf(w, "verdict: %s, %d output(s)\n", r.Verdict, len(r.Outputs))
+	}
+	for _, o := range r.Outputs {
+		if o.Drop != "" {
+			fmt.Fprintf(w, "  -> %s (%s): dropped there: %s\n", o.Port, o.Kind, o.Drop)
+			continue
+		}
+		fmt.Fprintf(w, "  -> %s (%s), %d bytes\n", o.Port, o.Kind, o.Len)
+		if g := o.Geneve; g != nil {
+			opts := "none"
+			if len(g.Options) > 0 {
+				opts = strings.Join(g.Options, " ")
+			}
+			fmt.Fprintf(w, "     eth %s > %s, IP %s > %s ttl %d, UDP %d > %d (checksum %s)\n", g.SrcMAC, g.DstMAC, g.Src, g.Dst, g.TTL, g.SrcPort, g.DstPort, g.UDPCsum)
+			fmt.Fprintf(w, "     Geneve vni %d proto %s options %s (outer headers %d bytes)\n", g.VNI, g.Proto, opts, g.HeaderLen)
+		}
+	}
+}

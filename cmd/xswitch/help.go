@@ -15,6 +15,11 @@ const usage = `usage:
   xswitch ctl [--socket S] [--json] show|fdb|stats|reload|fdb-flush [BRIDGE]|log-level [LEVEL]
                                             ask the running switch (default socket @xswitch,
                                             the instance of this network namespace)
+  xswitch ctl [--socket S] trace BRIDGE in_port=PORT dl_src=MAC dl_dst=MAC [dl_type= dl_vlan= nw_src=
+                                            nw_dst= nw_proto= tp_src= tp_dst=] | --hex FRAME  [--json]
+                                            what the switch would do with a frame (no side effect)
+  xswitch ctl [--socket S] capture PORT|tunnel:REMOTE [-c COUNT] [-d DURATION] [--snaplen N] -w FILE|-
+                                            frames received and sent on a port, as pcapng (tshark -r FILE)
   xswitch version                           print the version and source revision
   xswitch COMMAND --help                    help on a command (also: xswitch ctl show --help)
 `
@@ -59,6 +64,8 @@ Asks the running switch over its control socket.
   reload            re-read the configuration file and apply the changes
   fdb-flush [BRIDGE] forget the learned MACs (of one bridge); static ones stay
   log-level [LEVEL] print the log level, or set it: debug, info, warn, error
+  trace BRIDGE ...  what the switch would do with a frame, step by step
+  capture PORT ...  the frames a port receives and sends, as pcapng
 
   --socket S        the control socket: @name (abstract, per network
                     namespace) or a path; default @xswitch
@@ -114,6 +121,29 @@ Forgets the learned MACs of every bridge, or of BRIDGE; static entries
 removed. Traffic is flooded until the MACs are learned again.
 `
 
+const traceHelp = `usage: xswitch ctl [--socket S] [--json] trace BRIDGE in_port=PORT [FIELD=VALUE...] | --hex FRAME
+
+Runs the switch's forwarding decision on a copy of a frame, with no side
+effect (nothing learned, nothing sent), and prints each step: where the
+frame came from, what learning would do, the lookup, the outputs (flood
+list, split horizon) with the Geneve headers tunnel outputs would get, or
+the drop reason. PORT is a local or internal port, tunnel:REMOTE (the frame
+as that remote's VM sent it) or the underlay (with --hex: a whole Geneve
+frame). Fields, as ovs-appctl ofproto/trace: dl_src, dl_dst, dl_type,
+dl_vlan, nw_src, nw_dst, nw_proto, tp_src, tp_dst; --hex FRAME gives the
+frame's bytes instead.
+`
+
+const captureHelp = `usage: xswitch ctl [--socket S] capture PORT|tunnel:REMOTE [-c COUNT] [-d DURATION] [--snaplen N] -w FILE|-
+
+Writes the frames the switch receives and sends on PORT (both directions
+marked) as pcapng to FILE, or to stdout with -w -, until COUNT frames,
+DURATION or ctrl-C. The underlay shows Geneve frames as on the wire,
+tunnel:REMOTE the inner frames. A capture that cannot keep up loses
+capture copies (counted, in the file's statistics), never switch frames.
+Read it with tshark -r FILE.
+`
+
 // ctlCommand is one request of `xswitch ctl`.
 type ctlCommand struct {
 	maxArgs int // arguments after the command word
@@ -127,6 +157,8 @@ var ctlCommands = map[string]ctlCommand{
 	"reload":    {help: reloadHelp},
 	"fdb-flush": {maxArgs: 1, help: fdbFlushHelp},
 	"log-level": {maxArgs: 1, help: logLevelHelp},
+	"trace":     {maxArgs: 64, help: traceHelp},
+	"capture":   {maxArgs: 64, help: captureHelp},
 }
 
 func isHelpFlag(a string) bool { return a == "-h" || a == "--help" || a == "-help" }

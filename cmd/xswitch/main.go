@@ -3,6 +3,8 @@
 //	xswitch run --config FILE      run the switch in the foreground
 //	xswitch check --config FILE    validate a configuration and exit
 //	xswitch ctl [--socket S] [--json] show|fdb|stats|reload|fdb-flush [BRIDGE]|log-level [LEVEL]
+//	xswitch ctl [--socket S] trace BRIDGE in_port=PORT field=value... | --hex FRAME [--json]
+//	xswitch ctl [--socket S] capture PORT [-c COUNT] [-d DURATION] [--snaplen N] -w FILE|-
 //	xswitch version
 //
 // Every command and ctl subcommand answers --help (help.go).
@@ -248,11 +250,14 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 			rest = append(rest, a)
 		}
 	}
+	if len(rest) > 0 && argCtlCommands[rest[0]] != nil && !help {
+		return argCtlCommands[rest[0]](sock, asJSON, rest[1:], stdout, stderr)
+	}
 	if len(rest) == 0 {
 		if help {
 			return printHelp(stdout, ctlHelp)
 		}
-		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats, log-level\n"+ctlHelp)
+		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats, reload, fdb-flush, log-level, trace, capture\n"+ctlHelp)
 		return 2
 	}
 	cmd := rest[0]

@@ -29,6 +29,8 @@ func TestHelp(t *testing.T) {
 		"log-level": {"ctl", "log-level"},
 		"reload":    {"ctl", "reload"},
 		"fdb-flush": {"ctl", "fdb-flush"},
+		"trace":     {"ctl", "trace"},
+		"capture":   {"ctl", "capture"},
 	}
 	for sub := range ctlCommands {
 		if _, ok := cases[sub]; !ok {
@@ -40,8 +42,10 @@ func TestHelp(t *testing.T) {
 		switch name {
 		case "":
 			want = "usage:\n  xswitch run"
-		case "show", "fdb", "stats", "log-level", "reload", "fdb-flush":
+		case "show", "fdb", "stats", "log-level", "reload", "fdb-flush", "trace":
 			want = "usage: xswitch ctl [--socket S] [--json] " + name
+		case "capture":
+			want = "usage: xswitch ctl [--socket S] capture"
 		case "ctl":
 			want = "usage: xswitch ctl [--socket S] [--json] COMMAND"
 		}
