@@ -257,4 +257,3 @@ func (c *Config) parseRTs(bad func(string, string, ...any), f string, list []str
 	}
 	return out
 }
-
