@@ -56,7 +56,6 @@ func (s *Speaker) Start(ctx context.Context) error {
 		Asn:        uint32(c.ASN),
 		RouterId:   c.routerID.String(),
 		ListenPort: -1, // we connect to the reflectors; nothing listens on 179
-		Families:   []uint32{uint32(bgp.RF_EVPN)},
 	}
 	if c.GracefulRestart.Enabled {
 		g.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(c.restart / time.Second)}
