@@ -193,6 +193,8 @@ func buildFabric(t *testing.T, hosts int) *fabric {
 		c := Config{ASN: asn, LocalIP: vtep, HoldTime: "3s",
 			Neighbors: []NeighborConfig{{Address: "198.18.7.101"}, {Address: "198.18.7.102", Password: rrPassword}},
 			VNIs:      []VNIConfig{{VNI: 5000}, {VNI: 6000}}}
+		// h1 and h2 negotiate graceful restart (FRR is a helper by default).
+		c.GracefulRestart.Enabled = i < 2
 		f.hs = append(f.hs, startSpeaker(t, ns, vtep, c))
 		f.vtep = append(f.vtep, vtep)
 	}
