@@ -3,29 +3,15 @@ package csum
 import (
 	"math/rand/v2"
 	"testing"
-)
 
-// ref is RFC 1071 a byte at a time: the folded, not complemented, sum.
-func ref(b []byte) uint16 {
-	var s uint64
-	for i, c := range b {
-		if i%2 == 0 {
-			s += uint64(c) << 8
-		} else {
-			s += uint64(c)
-		}
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+	"xswitch/internal/csumref"
+)
 
 // TestRFC1071Example: the worked example of RFC 1071 section 3.
 func TestRFC1071Example(t *testing.T) {
 	b := []byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}
-	if got := Fold(Sum(0, b)); got != 0xddf2 || ref(b) != 0xddf2 {
-		t.Fatalf("sum %#04x, reference %#04x, want 0xddf2", got, ref(b))
+	if got := Fold(Sum(0, b)); got != 0xddf2 || csumref.Sum(b) != 0xddf2 {
+		t.Fatalf("sum %#04x, reference %#04x, want 0xddf2", got, csumref.Sum(b))
 	}
 }
 
@@ -44,7 +30,7 @@ func TestSumAgainstReference(t *testing.T) {
 				}
 			}
 			start := ^uint64(0) - uint64(rng.IntN(1<<18))
-			want := ref(append(sumBytesOf(start), b...))
+			want := csumref.Sum(append(sumBytesOf(start), b...))
 			if got := Fold(Sum(start, b)); got != want && !(got == 0xffff && want == 0) && !(got == 0 && want == 0xffff) {
 				t.Fatalf("n=%d ones=%v start=%#x: %#04x, reference %#04x", n, ones, start, got, want)
 			}
@@ -80,7 +66,7 @@ func FuzzSum(f *testing.F) {
 	f.Add(uint64(0), []byte{1, 2, 3})
 	f.Add(^uint64(0), []byte{0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, start uint64, b []byte) {
-		want := ref(append(sumBytesOf(start), b...))
+		want := csumref.Sum(append(sumBytesOf(start), b...))
 		got := Fold(Sum(start, b))
 		if got != want && !(got == 0xffff && want == 0) && !(got == 0 && want == 0xffff) {
 			t.Fatalf("start %#x len %d: %#04x, reference %#04x", start, len(b), got, want)

@@ -10,34 +10,11 @@ import (
 	"testing"
 
 	"xswitch/csum"
+	"xswitch/internal/csumref"
 )
 
 // Differential tests of every checksum routine against rfc1071Sum, a plain
 // byte-at-a-time RFC 1071 sum that shares no code or trick with the fast ones.
-
-// rfc1071Sum is the 16-bit one's complement sum (RFC 1071 §1) of the
-// concatenation of parts, taken one byte at a time: even bytes of the
-// concatenation are high halves of 16-bit words, odd bytes low halves, an odd
-// last byte is padded with zero. The carry is folded back after every add.
-// The result is not inverted; it is 0 only when every byte is 0.
-func rfc1071Sum(parts ...[]byte) uint16 {
-	var s uint32
-	i := 0
-	for _, p := range parts {
-		for _, x := range p {
-			if i%2 == 0 {
-				s += uint32(x) << 8
-			} else {
-				s += uint32(x)
-			}
-			if s > 0xffff {
-				s = s - 0x10000 + 1
-			}
-			i++
-		}
-	}
-	return uint16(s)
-}
 
 func be16(x uint16) []byte { return binary.BigEndian.AppendUint16(nil, x) }
 func be64(x uint64) []byte { return binary.BigEndian.AppendUint64(nil, x) }
@@ -72,7 +49,7 @@ func TestRFC1071SumKnown(t *testing.T) {
 		{[][]byte{{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}}, 0xffff}, // a valid IPv4 header
 	}
 	for i, c := range cases {
-		if got := rfc1071Sum(c.parts...); got != c.want {
+		if got := csumref.Sum(c.parts...); got != c.want {
 			t.Errorf("case %d: sum %04x, want %04x", i, got, c.want)
 		}
 	}
@@ -142,7 +119,7 @@ func TestSumBytesMatchesReference(t *testing.T) {
 		b := buf[memOff : memOff+n]
 		copy(b, randomBytes(rng, n))
 		init := randomSum(rng)
-		want := rfc1071Sum(be64(init), b)
+		want := csumref.Sum(be64(init), b)
 		if got := csum.Fold(csum.Sum(init, b)); got != want {
 			t.Fatalf("len %d offset %d init %#x: csum.Fold(sumBytes) %04x, reference %04x", n, memOff, init, got, want)
 		}
@@ -159,7 +136,7 @@ func TestSumBytesMaxLength(t *testing.T) {
 	b := bytes.Repeat([]byte{0xff}, 65535)
 	b[100] = 0xfe
 	for _, init := range edgeSums {
-		if got, want := csum.Fold(csum.Sum(init, b)), rfc1071Sum(be64(init), b); got != want {
+		if got, want := csum.Fold(csum.Sum(init, b)), csumref.Sum(be64(init), b); got != want {
 			t.Fatalf("init %#x: %04x, reference %04x", init, got, want)
 		}
 	}
@@ -169,10 +146,10 @@ func TestFoldAndAddCarry(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := 0; i < 100000; i++ {
 		s, x := randomSum(rng), randomSum(rng)
-		if got, want := csum.Fold(s), rfc1071Sum(be64(s)); got != want {
+		if got, want := csum.Fold(s), csumref.Sum(be64(s)); got != want {
 			t.Fatalf("csum.Fold(%#x) = %04x, reference %04x", s, got, want)
 		}
-		if got, want := csum.Fold(csum.AddCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
+		if got, want := csum.Fold(csum.AddCarry(s, x)), csumref.Sum(be64(s), be64(x)); got != want {
 			t.Fatalf("csum.AddCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
 		}
 	}
@@ -182,7 +159,7 @@ func TestPseudoSum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	for i := 0; i < 20000; i++ {
 		addrs := randomBytes(rng, []int{8, 32}[i%2])
-		if got, want := pseudoSum(addrs), rfc1071Sum(addrs, []byte{0, ipProtoUDP}); got != want {
+		if got, want := pseudoSum(addrs), csumref.Sum(addrs, []byte{0, ipProtoUDP}); got != want {
 			t.Fatalf("pseudoSum(%x) = %04x, reference %04x", addrs, got, want)
 		}
 	}
@@ -190,13 +167,13 @@ func TestPseudoSum(t *testing.T) {
 
 func checkUDPChecksum(t *testing.T, base, udpLen, port uint16, payload []byte) {
 	t.Helper()
-	sum := rfc1071Sum(be16(base), be16(udpLen), be16(udpLen), be16(port), payload)
+	sum := csumref.Sum(be16(base), be16(udpLen), be16(udpLen), be16(port), payload)
 	got := udpChecksum(base, udpLen, port, payload)
 	if want := udpField(sum); got != want {
 		t.Fatalf("udpChecksum(%#x, %d, %d, %d bytes) = %04x, reference %04x", base, udpLen, port, len(payload), got, want)
 	}
 	// The receiver's check: the field sits in the UDP header, before the payload.
-	if v := rfc1071Sum(be16(base), be16(udpLen), be16(udpLen), be16(port), be16(got), payload); v != 0xffff {
+	if v := csumref.Sum(be16(base), be16(udpLen), be16(udpLen), be16(port), be16(got), payload); v != 0xffff {
 		t.Fatalf("udpChecksum(%#x, %d, %d, %d bytes) = %04x does not verify: %04x", base, udpLen, port, len(payload), got, v)
 	}
 }
@@ -228,7 +205,7 @@ func TestIPv4Checksum(t *testing.T) {
 		if i%4 == 0 {
 			base, tot, id = 0xffff-uint16(rng.IntN(4)), 0xffff-uint16(rng.IntN(4)), 0xffff-uint16(rng.IntN(4))
 		}
-		if got, want := ipv4Checksum(base, tot, id), ^rfc1071Sum(be16(base), be16(tot), be16(id)); got != want {
+		if got, want := ipv4Checksum(base, tot, id), ^csumref.Sum(be16(base), be16(tot), be16(id)); got != want {
 			t.Fatalf("ipv4Checksum(%#x, %d, %d) = %04x, reference %04x", base, tot, id, got, want)
 		}
 	}
@@ -240,12 +217,12 @@ func TestIPv4Checksum20OK(t *testing.T) {
 		h := randomBytes(rng, IPv4Len)
 		if i%2 == 0 { // a valid checksum, or one bit off
 			h[10], h[11] = 0, 0
-			binary.BigEndian.PutUint16(h[10:], ^rfc1071Sum(h))
+			binary.BigEndian.PutUint16(h[10:], ^csumref.Sum(h))
 			if i%4 == 0 {
 				h[rng.IntN(IPv4Len)] ^= 1 << rng.IntN(8)
 			}
 		}
-		if got, want := ipv4Checksum20OK(h), rfc1071Sum(h) == 0xffff; got != want {
+		if got, want := ipv4Checksum20OK(h), csumref.Sum(h) == 0xffff; got != want {
 			t.Fatalf("ipv4Checksum20OK(%x) = %v, reference %v", h, got, want)
 		}
 	}
@@ -266,7 +243,7 @@ func checkEncapChecksums(t *testing.T, e *Encapsulator, f []byte) {
 	if e.IPv6() {
 		pseudo = append(append([]byte{}, ip[8:40]...), 0, 0, byte(udpLen>>8), byte(udpLen), 0, 0, 0, ipProtoUDP)
 	} else {
-		if s := rfc1071Sum(ip[:IPv4Len]); s != 0xffff {
+		if s := csumref.Sum(ip[:IPv4Len]); s != 0xffff {
 			t.Fatalf("outer IPv4 header checksum %04x does not verify (sum %04x): %x", binary.BigEndian.Uint16(ip[10:]), s, ip[:IPv4Len])
 		}
 		pseudo = append(append([]byte{}, ip[12:20]...), 0, ipProtoUDP, byte(udpLen>>8), byte(udpLen))
@@ -281,7 +258,7 @@ func checkEncapChecksums(t *testing.T, e *Encapsulator, f []byte) {
 	if stored == 0 {
 		t.Fatal("UDP checksum zero, configured computed")
 	}
-	if s := rfc1071Sum(pseudo, udp); s != 0xffff {
+	if s := csumref.Sum(pseudo, udp); s != 0xffff {
 		t.Fatalf("outer UDP checksum %04x does not verify over the pseudo header (sum %04x)", stored, s)
 	}
 }
@@ -416,7 +393,7 @@ func FuzzSumBytes(f *testing.F) {
 	f.Add(uint64(math.MaxUint64), bytes.Repeat([]byte{0xff}, 33), uint16(7))
 	f.Add(uint64(math.MaxUint64-4), []byte{0, 1, 0xf2, 3, 0xf4, 0xf5, 0xf6, 0xf7}, uint16(4))
 	f.Fuzz(func(t *testing.T, init uint64, b []byte, split uint16) {
-		want := rfc1071Sum(be64(init), b)
+		want := csumref.Sum(be64(init), b)
 		if got := csum.Fold(csum.Sum(init, b)); got != want {
 			t.Fatalf("csum.Fold(csum.Sum(%#x, %x)) = %04x, reference %04x", init, b, got, want)
 		}
@@ -431,10 +408,10 @@ func FuzzFoldAddCarry(f *testing.F) {
 	f.Add(uint64(math.MaxUint64), uint64(math.MaxUint64))
 	f.Add(uint64(math.MaxUint64-4), uint64(17))
 	f.Fuzz(func(t *testing.T, s, x uint64) {
-		if got, want := csum.Fold(s), rfc1071Sum(be64(s)); got != want {
+		if got, want := csum.Fold(s), csumref.Sum(be64(s)); got != want {
 			t.Fatalf("csum.Fold(%#x) = %04x, reference %04x", s, got, want)
 		}
-		if got, want := csum.Fold(csum.AddCarry(s, x)), rfc1071Sum(be64(s), be64(x)); got != want {
+		if got, want := csum.Fold(csum.AddCarry(s, x)), csumref.Sum(be64(s), be64(x)); got != want {
 			t.Fatalf("csum.AddCarry(%#x, %#x) folds to %04x, reference %04x", s, x, got, want)
 		}
 	})
@@ -445,7 +422,7 @@ func FuzzPseudoSum(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0xff}, 32))
 	f.Fuzz(func(t *testing.T, addrs []byte) {
 		addrs = addrs[:len(addrs)&^1] // two addresses: an even length
-		if got, want := pseudoSum(addrs), rfc1071Sum(addrs, []byte{0, ipProtoUDP}); got != want {
+		if got, want := pseudoSum(addrs), csumref.Sum(addrs, []byte{0, ipProtoUDP}); got != want {
 			t.Fatalf("pseudoSum(%x) = %04x, reference %04x", addrs, got, want)
 		}
 	})
@@ -463,7 +440,7 @@ func FuzzIPv4Checksum(f *testing.F) {
 	f.Add(uint16(0xffff), uint16(0xffff), uint16(0xffff))
 	f.Add(uint16(0), uint16(0), uint16(0))
 	f.Fuzz(func(t *testing.T, base, tot, id uint16) {
-		if got, want := ipv4Checksum(base, tot, id), ^rfc1071Sum(be16(base), be16(tot), be16(id)); got != want {
+		if got, want := ipv4Checksum(base, tot, id), ^csumref.Sum(be16(base), be16(tot), be16(id)); got != want {
 			t.Fatalf("ipv4Checksum(%#x, %d, %d) = %04x, reference %04x", base, tot, id, got, want)
 		}
 	})
@@ -477,7 +454,7 @@ func FuzzIPv4Checksum20OK(f *testing.F) {
 			return
 		}
 		h = h[:IPv4Len]
-		if got, want := ipv4Checksum20OK(h), rfc1071Sum(h) == 0xffff; got != want {
+		if got, want := ipv4Checksum20OK(h), csumref.Sum(h) == 0xffff; got != want {
 			t.Fatalf("ipv4Checksum20OK(%x) = %v, reference %v", h, got, want)
 		}
 	})
@@ -536,14 +513,14 @@ func TestDecapIPv4HeaderChecksum(t *testing.T) {
 		ip[1], ip[4], ip[5], ip[8] = byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())
 		copy(ip[12:20], randomBytes(rng, 8))
 		ip[10], ip[11] = 0, 0
-		binary.BigEndian.PutUint16(ip[10:], ^rfc1071Sum(ip))
+		binary.BigEndian.PutUint16(ip[10:], ^csumref.Sum(ip))
 		if i%3 == 0 { // one bit off, anywhere but the fields Decap checks before the checksum
 			k := 10 + rng.IntN(len(ip)-10)
 			ip[k] ^= 1 << rng.IntN(8)
 		}
 		var d Decoded
 		got := Decap(f, &d) == DropBadIPHeader
-		if want := rfc1071Sum(ip) != 0xffff; got != want {
+		if want := csumref.Sum(ip) != 0xffff; got != want {
 			t.Fatalf("IHL %d header %x: Decap bad_ip_header %v, reference bad %v", ihl, ip, got, want)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"xswitch/internal/csumref"
 )
 
 // deviceChecksum does what a NIC (or Linux's skb_checksum_help) does for a
@@ -14,7 +16,7 @@ import (
 // the packet's end (the field holds the pseudo-header sum), 0 stored as
 // 0xffff, at start+offset. Plain reference arithmetic (rfc1071Sum).
 func deviceChecksum(pkt []byte, start, offset int) {
-	c := ^rfc1071Sum(pkt[start:])
+	c := ^csumref.Sum(pkt[start:])
 	if c == 0 {
 		c = 0xffff
 	}

@@ -8,12 +8,14 @@ import (
 	"net/netip"
 	"regexp"
 	"testing"
+
+	"xswitch/internal/csumref"
 )
 
 func setIPv4Checksum(ip []byte) {
 	ihl := int(ip[0]&0xf) * 4
 	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], ^rfc1071Sum(ip[:ihl]))
+	binary.BigEndian.PutUint16(ip[10:], ^csumref.Sum(ip[:ihl]))
 }
 
 // innerFrame builds a well-formed inner Ethernet/IPv4|IPv6/UDP frame with
@@ -285,7 +287,7 @@ func TestRoundTrip(t *testing.T) {
 		if !wantCsum && csum != 0 {
 			t.Fatalf("iter %d: UDP checksum %04x, want zero", i, csum)
 		}
-		if wantCsum && (csum == 0 || rfc1071Sum(pseudo, udp[:udpLen]) != 0xffff) {
+		if wantCsum && (csum == 0 || csumref.Sum(pseudo, udp[:udpLen]) != 0xffff) {
 			t.Fatalf("iter %d: UDP checksum %04x does not verify", i, csum)
 		}
 	}

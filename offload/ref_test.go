@@ -10,24 +10,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-)
 
-// refChecksum sums data in 16-bit big-endian words a byte at a time and
-// returns the folded, not complemented, one's complement sum.
-func refChecksum(data []byte) uint16 {
-	var s uint64
-	for i, c := range data {
-		if i%2 == 0 {
-			s += uint64(c) << 8
-		} else {
-			s += uint64(c)
-		}
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+	"xswitch/internal/csumref"
+)
 
 // refPseudo is the TCP/UDP pseudo-header as bytes (RFC 793 / RFC 8200 8.1).
 func refPseudo(v6 bool, src, dst []byte, proto uint8, l4len int) []byte {
@@ -108,10 +93,10 @@ func (p *refPkt) build(kind csumKind) []byte {
 		ip = append(ip, p.src...)
 		ip = append(ip, p.dst...)
 		ip = append(ip, p.ipOpts...)
-		binary.BigEndian.PutUint16(ip[10:], ^refChecksum(ip))
+		binary.BigEndian.PutUint16(ip[10:], ^csumref.Sum(ip))
 		b = append(b, ip...)
 	}
-	ps := refChecksum(refPseudo(p.v6, p.src, p.dst, p.proto, len(l4)))
+	ps := csumref.Sum(refPseudo(p.v6, p.src, p.dst, p.proto, len(l4)))
 	co := 6
 	if p.proto == protoTCP {
 		co = 16
@@ -119,7 +104,7 @@ func (p *refPkt) build(kind csumKind) []byte {
 	if kind == refPartial {
 		binary.BigEndian.PutUint16(l4[co:], ps)
 	} else {
-		c := ^refChecksum(append(refPseudo(p.v6, p.src, p.dst, p.proto, len(l4)), l4...))
+		c := ^csumref.Sum(append(refPseudo(p.v6, p.src, p.dst, p.proto, len(l4)), l4...))
 		if c == 0 {
 			c = 0xffff
 		}
@@ -196,7 +181,7 @@ func refVerifyOpt(frame []byte, ipHeader bool) error {
 	} else {
 		ip := frame[off:]
 		ihl := int(ip[0]&15) * 4
-		if ipHeader && refChecksum(ip[:ihl]) != 0xffff {
+		if ipHeader && csumref.Sum(ip[:ihl]) != 0xffff {
 			return fmt.Errorf("IPv4 header checksum %#04x wrong", binary.BigEndian.Uint16(ip[10:]))
 		}
 		total := int(binary.BigEndian.Uint16(ip[2:]))
@@ -206,7 +191,7 @@ func refVerifyOpt(frame []byte, ipHeader bool) error {
 	if proto == protoUDP && binary.BigEndian.Uint16(l4[4:]) != uint16(len(l4)) {
 		return fmt.Errorf("UDP length %d, IP says %d", binary.BigEndian.Uint16(l4[4:]), len(l4))
 	}
-	if s := refChecksum(append(refPseudo(v6, src, dst, proto, len(l4)), l4...)); s != 0xffff {
+	if s := csumref.Sum(append(refPseudo(v6, src, dst, proto, len(l4)), l4...)); s != 0xffff {
 		return fmt.Errorf("L4 checksum does not verify (sum %#04x)", s)
 	}
 	return nil

@@ -6,25 +6,9 @@ import (
 
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/internal/csumref"
 	"xswitch/offload"
 )
-
-// refSum is a plain RFC 1071 sum, a byte at a time, folded, not
-// complemented: the reference the switch's results are checked against.
-func refSum(b []byte) uint16 {
-	var s uint32
-	for i, c := range b {
-		if i%2 == 0 {
-			s += uint32(c) << 8
-		} else {
-			s += uint32(c)
-		}
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
 
 // tcpFrame builds Ethernet/IPv4/TCP from src to dst with seq and payload
 // bytes; partial leaves the pseudo-header sum in the checksum field, as a
@@ -41,7 +25,7 @@ func tcpFrame(dst, src []byte, seq uint32, payload int, partial bool) []byte {
 	ip[6] = 0x40                          // DF
 	copy(ip[12:], []byte{198, 19, 0, 11})
 	copy(ip[16:], []byte{198, 19, 0, 1})
-	binary.BigEndian.PutUint16(ip[10:], ^refSum(ip))
+	binary.BigEndian.PutUint16(ip[10:], ^csumref.Sum(ip))
 	tcp := f[34:]
 	binary.BigEndian.PutUint16(tcp[0:], 40000)
 	binary.BigEndian.PutUint16(tcp[2:], 5201)
@@ -56,7 +40,7 @@ func tcpFrame(dst, src []byte, seq uint32, payload int, partial bool) []byte {
 	if partial {
 		binary.BigEndian.PutUint16(tcp[16:], pseudo)
 	} else {
-		binary.BigEndian.PutUint16(tcp[16:], ^refSum(append(pseudoBytes(f), tcp...)))
+		binary.BigEndian.PutUint16(tcp[16:], ^csumref.Sum(append(pseudoBytes(f), tcp...)))
 	}
 	return f
 }
@@ -69,11 +53,11 @@ func pseudoBytes(f []byte) []byte {
 	return binary.BigEndian.AppendUint16(p, uint16(len(f)-34))
 }
 
-func tcpPseudo(f []byte) uint16 { return refSum(pseudoBytes(f)) }
+func tcpPseudo(f []byte) uint16 { return csumref.Sum(pseudoBytes(f)) }
 
 // tcpValid checks f's TCP checksum against the reference.
 func tcpValid(f []byte) bool {
-	return refSum(append(pseudoBytes(f), f[34:]...)) == 0xffff
+	return csumref.Sum(append(pseudoBytes(f), f[34:]...)) == 0xffff
 }
 
 // TestPartialChecksumFinished: a TCP frame whose checksum its sender left

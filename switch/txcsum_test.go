@@ -11,6 +11,7 @@ import (
 
 	"xswitch/flowtable"
 	"xswitch/geneve"
+	"xswitch/internal/csumref"
 	"xswitch/xsk"
 )
 
@@ -36,7 +37,7 @@ func (r *rig) deviceDo(t *testing.T, d desc) ([]byte, bool) {
 	if start+off+2 > len(pkt) {
 		t.Fatalf("checksum request %d+%d outside the %d-byte packet", start, off, len(pkt))
 	}
-	c := ^refSum(pkt[start:])
+	c := ^csumref.Sum(pkt[start:])
 	if c == 0 {
 		c = 0xffff
 	}
@@ -68,7 +69,7 @@ func checkOuterUDP(t *testing.T, pkt []byte) {
 	ps := append(append([]byte{}, ip[8:40]...), 0, 0)
 	ps = binary.BigEndian.AppendUint16(ps, uint16(len(udp)))
 	ps = append(ps, 0, 0, 0, 17)
-	if refSum(append(ps, udp...)) != 0xffff {
+	if csumref.Sum(append(ps, udp...)) != 0xffff {
 		t.Fatalf("outer UDP checksum %#04x does not verify", binary.BigEndian.Uint16(udp[6:]))
 	}
 }

@@ -6,34 +6,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-)
 
-// rfc1071Sum is a plain byte-at-a-time RFC 1071 sum of the concatenation of
-// parts (carry folded back after every add; not inverted): the reference for
-// Sum, Fold and UDP4Checksum and the verifier of the frames Build writes.
-func rfc1071Sum(parts ...[]byte) uint16 {
-	var s uint32
-	i := 0
-	for _, p := range parts {
-		for _, x := range p {
-			if i%2 == 0 {
-				s += uint32(x) << 8
-			} else {
-				s += uint32(x)
-			}
-			if s > 0xffff {
-				s = s - 0x10000 + 1
-			}
-			i++
-		}
-	}
-	return uint16(s)
-}
+	"xswitch/internal/csumref"
+)
 
 func be32(x uint32) []byte { return binary.BigEndian.AppendUint32(nil, x) }
 
 func TestRFC1071SumKnown(t *testing.T) { // RFC 1071 §3's worked example
-	if got := rfc1071Sum([]byte{0x00, 0x01, 0xf2}, []byte{0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != 0xddf2 {
+	if got := csumref.Sum([]byte{0x00, 0x01, 0xf2}, []byte{0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != 0xddf2 {
 		t.Fatalf("reference sum %04x, want ddf2", got)
 	}
 }
@@ -61,12 +41,12 @@ func TestSumMatchesReference(t *testing.T) {
 		if i%2 == 0 {
 			init = inits[rng.IntN(len(inits))]
 		}
-		want := rfc1071Sum(be32(init), b)
+		want := csumref.Sum(be32(init), b)
 		s := Sum(init, b)
 		if got := Fold(s); got != want {
 			t.Fatalf("len %d init %#x: Fold(Sum) %04x, reference %04x", n, init, got, want)
 		}
-		if got, w := Fold(s+17+0xffff), rfc1071Sum(be32(uint32(want)), []byte{0, 17, 0xff, 0xff}); got != w {
+		if got, w := Fold(s+17+0xffff), csumref.Sum(be32(uint32(want)), []byte{0, 17, 0xff, 0xff}); got != w {
 			t.Fatalf("len %d init %#x: sum + terms %04x, reference %04x", n, init, got, w)
 		}
 	}
@@ -94,7 +74,7 @@ func TestUDP4ChecksumMatchesReference(t *testing.T) {
 		c := UDP4Checksum(ip, udp)
 		binary.BigEndian.PutUint16(udp[6:], c)
 		pseudo := append(append([]byte{}, ip[12:20]...), 0, 17, byte(len(udp)>>8), byte(len(udp)))
-		if c == 0 || rfc1071Sum(pseudo, udp) != 0xffff {
+		if c == 0 || csumref.Sum(pseudo, udp) != 0xffff {
 			t.Fatalf("UDP checksum %04x does not verify with the reference", c)
 		}
 		if UDP4Checksum(ip, udp) != 0 {
@@ -106,7 +86,7 @@ func TestUDP4ChecksumMatchesReference(t *testing.T) {
 func FuzzSum(f *testing.F) {
 	f.Add(uint32(math.MaxUint32), bytes.Repeat([]byte{0xff}, 9))
 	f.Fuzz(func(t *testing.T, init uint32, b []byte) {
-		if got, want := Fold(Sum(init, b)), rfc1071Sum(be32(init), b); got != want {
+		if got, want := Fold(Sum(init, b)), csumref.Sum(be32(init), b); got != want {
 			t.Fatalf("Fold(Sum(%#x, %x)) = %04x, reference %04x", init, b, got, want)
 		}
 	})

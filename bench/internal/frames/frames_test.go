@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"xswitch/geneve"
+	"xswitch/internal/csumref"
 )
 
 func testSpec(size, flows int) Spec {
@@ -33,7 +34,7 @@ func checkInner(t *testing.T, s *Spec, i int, f []byte) {
 		t.Fatalf("flow %d: ethertype %#x", i, et)
 	}
 	ip := f[14:34]
-	if rfc1071Sum(ip) != 0xffff {
+	if csumref.Sum(ip) != 0xffff {
 		t.Fatalf("flow %d: bad IPv4 header checksum", i)
 	}
 	if got := int(binary.BigEndian.Uint16(ip[2:])); got != s.Size-14 {
@@ -50,7 +51,7 @@ func checkInner(t *testing.T, s *Spec, i int, f []byte) {
 		t.Fatalf("flow %d: UDP length %d, want %d", i, binary.BigEndian.Uint16(udp[4:]), len(udp))
 	}
 	pseudo := append(append([]byte{}, ip[12:20]...), 0, 17, byte(len(udp)>>8), byte(len(udp)))
-	if binary.BigEndian.Uint16(udp[6:]) == 0 || rfc1071Sum(pseudo, udp) != 0xffff {
+	if binary.BigEndian.Uint16(udp[6:]) == 0 || csumref.Sum(pseudo, udp) != 0xffff {
 		t.Fatalf("flow %d: bad UDP checksum %#x", i, binary.BigEndian.Uint16(udp[6:]))
 	}
 }
@@ -116,12 +117,12 @@ func TestBuildGeneve(t *testing.T) {
 					pseudo = append(append([]byte{}, f[14+8:14+40]...), 0, 0, byte(len(udp)>>8), byte(len(udp)), 0, 0, 0, 17)
 				} else {
 					udp = f[14+20:]
-					if rfc1071Sum(f[14:34]) != 0xffff {
+					if csumref.Sum(f[14:34]) != 0xffff {
 						t.Fatal("outer IPv4 header checksum invalid")
 					}
 					pseudo = append(append([]byte{}, f[14+12:14+20]...), 0, 17, byte(len(udp)>>8), byte(len(udp)))
 				}
-				if binary.BigEndian.Uint16(udp[6:]) == 0 || rfc1071Sum(pseudo, udp) != 0xffff {
+				if binary.BigEndian.Uint16(udp[6:]) == 0 || csumref.Sum(pseudo, udp) != 0xffff {
 					t.Fatalf("v6=%v: outer UDP checksum %#04x invalid", v6, binary.BigEndian.Uint16(udp[6:]))
 				}
 				checkInner(t, &s, i, f[d.InnerOff:d.InnerOff+d.InnerLen])
