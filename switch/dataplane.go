@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -434,26 +435,8 @@ func (d *dataPlane) stopPort(id int) {
 	}
 	d.s.mu.Lock()
 	defer d.s.mu.Unlock()
-	keep := d.pollers[:0]
-	for _, p := range d.pollers {
-		if p.pid == id {
-			d.retire(p.core, p.cache)
-			continue
-		}
-		keep = append(keep, p)
-	}
-	clear(d.pollers[len(keep):])
-	d.pollers = keep
-	keepT := d.tapPollers[:0]
-	for _, tp := range d.tapPollers {
-		if tp.pid == id {
-			d.retire(tp.core, tp.cache)
-			continue
-		}
-		keepT = append(keepT, tp)
-	}
-	clear(d.tapPollers[len(keepT):])
-	d.tapPollers = keepT
+	d.pollers = slices.DeleteFunc(d.pollers, func(p *poller) bool { return p.pid == id && d.retire(p.core, p.cache) })
+	d.tapPollers = slices.DeleteFunc(d.tapPollers, func(tp *tapPoller) bool { return tp.pid == id && d.retire(tp.core, tp.cache) })
 }
 
 // pollerStopped reports whether a poller of port id has stopped on its
@@ -467,8 +450,9 @@ func (d *dataPlane) pollerStopped(id int) bool {
 	return false
 }
 
-// retire keeps a stopped core's counters and its cache (Switch.mu held).
-func (d *dataPlane) retire(c *core, cache *xsk.Cache) {
+// retire keeps a stopped core's counters and its cache (Switch.mu held);
+// true, for slices.DeleteFunc.
+func (d *dataPlane) retire(c *core, cache *xsk.Cache) bool {
 	d.retired.add(c)
 	for i, o := range d.all {
 		if o == c {
@@ -477,6 +461,7 @@ func (d *dataPlane) retire(c *core, cache *xsk.Cache) {
 		}
 	}
 	d.spare = append(d.spare, cache)
+	return true
 }
 
 // waitGen waits until every poller uses generation gen or a later one (or
