@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+
+	"xswitch/internal/capture"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -22,7 +24,7 @@ func fuzzSeeds(f *testing.F) {
 	// Real frames from Open vSwitch (testdata/ovs-*.pcap).
 	files, _ := filepath.Glob("testdata/ovs-*.pcap")
 	for _, file := range files {
-		frames, err := readPcap(file)
+		frames, err := capture.ReadPcap(file)
 		if err != nil {
 			f.Fatal(err)
 		}
