@@ -118,10 +118,7 @@ func FuzzEncapDecap(f *testing.F) {
 		}
 		c := testConfig(v6)
 		c.VNI, c.TTL, c.SrcPortMin, c.SrcPortMax = vni, ttl, pmin, pmax
-		it := Options(opts).Iter()
-		for o, ok := it.Next(); ok; o, ok = it.Next() {
-			c.Options = append(c.Options, o)
-		}
+		c.Options = parseOptions(opts)
 		e, err := NewEncapsulator(c)
 		if err != nil {
 			return
