@@ -336,13 +336,8 @@ func TestEncapChecksumsMatchReference(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		v6 := i%2 == 0
 		c := testConfig(v6)
-		if v6 {
-			c.Src, c.Dst = netip.AddrFrom16([16]byte(randomBytes(rng, 16))), netip.AddrFrom16([16]byte(randomBytes(rng, 16)))
-			if c.Src.Is4In6() || c.Dst.Is4In6() {
-				continue
-			}
-		} else {
-			c.Src, c.Dst = netip.AddrFrom4([4]byte(randomBytes(rng, 4))), netip.AddrFrom4([4]byte(randomBytes(rng, 4)))
+		if !randomAddrs(rng, &c, v6) {
+			continue
 		}
 		c.TOS, c.TTL, c.DontFragment = uint8(rng.Uint32()), uint8(rng.Uint32()), rng.IntN(2) == 0
 		c.IPv4UDPChecksum, c.IPv6UDPChecksum = rng.IntN(4) != 0, rng.IntN(4) != 0
@@ -471,18 +466,8 @@ func FuzzEncapChecksums(f *testing.F) {
 		if len(inner) < EthLen || len(inner) > 9000 {
 			return
 		}
-		c := testConfig(len(addrs) >= 32)
-		switch {
-		case len(addrs) >= 32:
-			c.Src, c.Dst = netip.AddrFrom16([16]byte(addrs[:16])), netip.AddrFrom16([16]byte(addrs[16:32]))
-		case len(addrs) >= 8:
-			c.Src, c.Dst = netip.AddrFrom4([4]byte(addrs[:4])), netip.AddrFrom4([4]byte(addrs[4:8]))
-		}
+		c := fuzzConfig(addrs, opts)
 		c.TOS, c.DontFragment, c.IPv4UDPChecksum, c.IPv6UDPChecksum = tos, df, csum, csum
-		it := Options(opts).Iter()
-		for o, ok := it.Next(); ok; o, ok = it.Next() {
-			c.Options = append(c.Options, o)
-		}
 		e, err := NewEncapsulator(c)
 		if err != nil {
 			return

@@ -60,38 +60,14 @@ type Encapsulator struct {
 
 // NewEncapsulator validates c and precomputes the header template.
 func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
-	src, dst := c.Src.Unmap(), c.Dst.Unmap()
-	if !src.IsValid() || !dst.IsValid() {
-		return nil, fmt.Errorf("geneve: encap config: Src (%v) and Dst (%v) must both be set", c.Src, c.Dst)
+	src, dst, err := c.check()
+	if err != nil {
+		return nil, err
 	}
-	if src.Is4() != dst.Is4() {
-		return nil, fmt.Errorf("geneve: encap config: Src %v and Dst %v must be the same IP family", src, dst)
+	opts, critical, err := encodeOptions(c.Options)
+	if err != nil {
+		return nil, err
 	}
-	if c.VNI > 0xffffff {
-		return nil, fmt.Errorf("geneve: encap config: VNI %d exceeds 24 bits (max 16777215)", c.VNI)
-	}
-	if c.TTL == 0 {
-		c.TTL = 64
-	}
-	if c.SrcPortMin == 0 && c.SrcPortMax == 0 {
-		c.SrcPortMin, c.SrcPortMax = 49152, 65535
-	}
-	if c.SrcPortMin > c.SrcPortMax {
-		return nil, fmt.Errorf("geneve: encap config: SrcPortMin %d > SrcPortMax %d", c.SrcPortMin, c.SrcPortMax)
-	}
-	var opts []byte
-	critical := false
-	for i, o := range c.Options {
-		var err error
-		if opts, err = AppendOption(opts, o); err != nil {
-			return nil, fmt.Errorf("encap config Options[%d]: %w", i, err)
-		}
-		critical = critical || o.Critical()
-	}
-	if len(opts) > MaxOptionsLen {
-		return nil, fmt.Errorf("geneve: encap config: options take %d bytes, more than the %d-byte limit", len(opts), MaxOptionsLen)
-	}
-
 	e := &Encapsulator{
 		v6:        src.Is6(),
 		df:        c.DontFragment,
@@ -101,37 +77,97 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 	h := e.hdr[:]
 	copy(h[0:], c.DstMAC[:])
 	copy(h[6:], c.SrcMAC[:])
-	ip := h[EthLen:]
 	if e.v6 {
-		binary.BigEndian.PutUint16(h[12:], etherTypeIPv6)
-		e.v6Word0 = 6<<28 | uint32(c.TOS)<<20
-		binary.BigEndian.PutUint32(ip, e.v6Word0)
-		ip[6] = ipProtoUDP
-		ip[7] = c.TTL
-		s, d := src.As16(), dst.As16()
-		copy(ip[8:], s[:])
-		copy(ip[24:], d[:])
-		e.udpOff = EthLen + IPv6Len
-		e.udpCsum = c.IPv6UDPChecksum
+		e.writeIPv6(&c, src, dst)
 	} else {
-		binary.BigEndian.PutUint16(h[12:], etherTypeIPv4)
-		ip[0] = 0x45
-		ip[1] = c.TOS
-		if c.DontFragment {
-			ip[6] = 0x40
-		}
-		ip[8] = c.TTL
-		ip[9] = ipProtoUDP
-		s, d := src.As4(), dst.As4()
-		copy(ip[12:], s[:])
-		copy(ip[16:], d[:])
-		e.ipSum = csum.Fold(csum.Sum(0, ip[:IPv4Len]))
-		e.udpOff = EthLen + IPv4Len
-		e.udpCsum = c.IPv4UDPChecksum
+		e.writeIPv4(&c, src, dst)
 	}
-	u := h[e.udpOff:]
-	binary.BigEndian.PutUint16(u[2:], Port)
-	g := u[UDPLen:]
+	e.hlen = e.udpOff + UDPLen + writeGeneve(h[e.udpOff+UDPLen:], &c, opts, critical)
+	binary.BigEndian.PutUint16(h[e.udpOff+2:], Port)
+	e.precomputeUDPSums()
+	return e, nil
+}
+
+// check validates c's addresses, VNI and port range, fills in the defaults
+// for a zero TTL and port range, and returns the addresses unmapped.
+func (c *EncapConfig) check() (src, dst netip.Addr, err error) {
+	src, dst = c.Src.Unmap(), c.Dst.Unmap()
+	if !src.IsValid() || !dst.IsValid() {
+		return src, dst, fmt.Errorf("geneve: encap config: Src (%v) and Dst (%v) must both be set", c.Src, c.Dst)
+	}
+	if src.Is4() != dst.Is4() {
+		return src, dst, fmt.Errorf("geneve: encap config: Src %v and Dst %v must be the same IP family", src, dst)
+	}
+	if c.VNI > 0xffffff {
+		return src, dst, fmt.Errorf("geneve: encap config: VNI %d exceeds 24 bits (max 16777215)", c.VNI)
+	}
+	if c.TTL == 0 {
+		c.TTL = 64
+	}
+	if c.SrcPortMin == 0 && c.SrcPortMax == 0 {
+		c.SrcPortMin, c.SrcPortMax = 49152, 65535
+	}
+	if c.SrcPortMin > c.SrcPortMax {
+		return src, dst, fmt.Errorf("geneve: encap config: SrcPortMin %d > SrcPortMax %d", c.SrcPortMin, c.SrcPortMax)
+	}
+	return src, dst, nil
+}
+
+// encodeOptions encodes the options in wire format and reports whether any
+// of them is critical (the header's C bit).
+func encodeOptions(options []Option) (raw []byte, critical bool, err error) {
+	for i, o := range options {
+		if raw, err = AppendOption(raw, o); err != nil {
+			return nil, false, fmt.Errorf("encap config Options[%d]: %w", i, err)
+		}
+		critical = critical || o.Critical()
+	}
+	if len(raw) > MaxOptionsLen {
+		return nil, false, fmt.Errorf("geneve: encap config: options take %d bytes, more than the %d-byte limit", len(raw), MaxOptionsLen)
+	}
+	return raw, critical, nil
+}
+
+// writeIPv6 writes the EtherType and the IPv6 header template (lengths
+// zero) and sets where UDP starts and whether its checksum is computed.
+func (e *Encapsulator) writeIPv6(c *EncapConfig, src, dst netip.Addr) {
+	binary.BigEndian.PutUint16(e.hdr[12:], etherTypeIPv6)
+	ip := e.hdr[EthLen:]
+	e.v6Word0 = 6<<28 | uint32(c.TOS)<<20
+	binary.BigEndian.PutUint32(ip, e.v6Word0)
+	ip[6] = ipProtoUDP
+	ip[7] = c.TTL
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	e.udpOff = EthLen + IPv6Len
+	e.udpCsum = c.IPv6UDPChecksum
+}
+
+// writeIPv4 writes the EtherType and the IPv4 header template (length, ID
+// and checksum zero), precomputes its checksum and sets where UDP starts and
+// whether its checksum is computed.
+func (e *Encapsulator) writeIPv4(c *EncapConfig, src, dst netip.Addr) {
+	binary.BigEndian.PutUint16(e.hdr[12:], etherTypeIPv4)
+	ip := e.hdr[EthLen:]
+	ip[0] = 0x45
+	ip[1] = c.TOS
+	if c.DontFragment {
+		ip[6] = 0x40
+	}
+	ip[8] = c.TTL
+	ip[9] = ipProtoUDP
+	s, d := src.As4(), dst.As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	e.ipSum = csum.Fold(csum.Sum(0, ip[:IPv4Len]))
+	e.udpOff = EthLen + IPv4Len
+	e.udpCsum = c.IPv4UDPChecksum
+}
+
+// writeGeneve writes the Geneve header and the encoded options opts into g
+// and returns their length.
+func writeGeneve(g []byte, c *EncapConfig, opts []byte, critical bool) int {
 	g[0] = byte(len(opts) / 4) // version 0
 	if c.OAM {
 		g[1] |= 0x80
@@ -142,18 +178,20 @@ func NewEncapsulator(c EncapConfig) (*Encapsulator, error) {
 	binary.BigEndian.PutUint16(g[2:], ProtoTEB)
 	binary.BigEndian.PutUint32(g[4:], c.VNI<<8)
 	copy(g[GeneveLen:], opts)
-	e.hlen = e.udpOff + UDPLen + GeneveLen + len(opts)
+	return GeneveLen + len(opts)
+}
 
-	// UDP checksum: pseudo header (addresses, protocol) plus the constant part
-	// of UDP+Geneve, folded (see checksum.go); per packet udpChecksum adds the
-	// length (twice), source port and payload.
+// precomputeUDPSums folds the pseudo header (addresses, protocol) and the
+// constant part of UDP+Geneve in the template (see checksum.go); per packet
+// udpChecksum adds the length (twice), source port and payload.
+func (e *Encapsulator) precomputeUDPSums() {
+	ip := e.hdr[EthLen:]
 	addrs := ip[12:20]
 	if e.v6 {
 		addrs = ip[8:40]
 	}
 	e.pseudo = pseudoSum(addrs)
-	e.udpSum = csum.Fold(csum.AddCarry(uint64(e.pseudo), csum.Sum(0, h[e.udpOff:e.hlen])))
-	return e, nil
+	e.udpSum = csum.Fold(csum.AddCarry(uint64(e.pseudo), csum.Sum(0, e.hdr[e.udpOff:e.hlen])))
 }
 
 // HeaderLen is the number of bytes Encap writes in front of the inner frame:

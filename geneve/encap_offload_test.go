@@ -59,13 +59,8 @@ func TestEncapPartialMatchesSoftware(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		v6 := i%2 == 0
 		c := testConfig(v6)
-		if v6 {
-			c.Src, c.Dst = netip.AddrFrom16([16]byte(randomBytes(rng, 16))), netip.AddrFrom16([16]byte(randomBytes(rng, 16)))
-			if c.Src.Is4In6() || c.Dst.Is4In6() {
-				continue
-			}
-		} else {
-			c.Src, c.Dst = netip.AddrFrom4([4]byte(randomBytes(rng, 4))), netip.AddrFrom4([4]byte(randomBytes(rng, 4)))
+		if !randomAddrs(rng, &c, v6) {
+			continue
 		}
 		c.IPv4UDPChecksum, c.IPv6UDPChecksum = rng.IntN(4) != 0, rng.IntN(4) != 0
 		c.VNI = rng.Uint32() & 0xffffff
@@ -101,18 +96,8 @@ func FuzzEncapPartial(f *testing.F) {
 		if len(inner) < EthLen || len(inner) > 9000 {
 			return
 		}
-		c := testConfig(len(addrs) >= 32)
-		switch {
-		case len(addrs) >= 32:
-			c.Src, c.Dst = netip.AddrFrom16([16]byte(addrs[:16])), netip.AddrFrom16([16]byte(addrs[16:32]))
-		case len(addrs) >= 8:
-			c.Src, c.Dst = netip.AddrFrom4([4]byte(addrs[:4])), netip.AddrFrom4([4]byte(addrs[4:8]))
-		}
+		c := fuzzConfig(addrs, opts)
 		c.IPv4UDPChecksum, c.IPv6UDPChecksum = csum, csum
-		it := Options(opts).Iter()
-		for o, ok := it.Next(); ok; o, ok = it.Next() {
-			c.Options = append(c.Options, o)
-		}
 		e, err := NewEncapsulator(c)
 		if err != nil {
 			return

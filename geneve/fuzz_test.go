@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+
+	"xswitch/internal/capture"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -22,7 +24,7 @@ func fuzzSeeds(f *testing.F) {
 	// Real frames from Open vSwitch (testdata/ovs-*.pcap).
 	files, _ := filepath.Glob("testdata/ovs-*.pcap")
 	for _, file := range files {
-		frames, err := readPcap(file)
+		frames, err := capture.ReadPcap(file)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -116,10 +118,7 @@ func FuzzEncapDecap(f *testing.F) {
 		}
 		c := testConfig(v6)
 		c.VNI, c.TTL, c.SrcPortMin, c.SrcPortMax = vni, ttl, pmin, pmax
-		it := Options(opts).Iter()
-		for o, ok := it.Next(); ok; o, ok = it.Next() {
-			c.Options = append(c.Options, o)
-		}
+		c.Options = parseOptions(opts)
 		e, err := NewEncapsulator(c)
 		if err != nil {
 			return

@@ -77,6 +77,43 @@ func testConfig(v6 bool) EncapConfig {
 	return c
 }
 
+// fuzzConfig is testConfig with the addresses and options a fuzz input
+// gives: addrs holds two IPv6 addresses (32 bytes or more) or two IPv4 ones
+// (8 or more; shorter keeps testConfig's), opts options in wire format (as
+// many as parse).
+func fuzzConfig(addrs, opts []byte) EncapConfig {
+	c := testConfig(len(addrs) >= 32)
+	switch {
+	case len(addrs) >= 32:
+		c.Src, c.Dst = netip.AddrFrom16([16]byte(addrs[:16])), netip.AddrFrom16([16]byte(addrs[16:32]))
+	case len(addrs) >= 8:
+		c.Src, c.Dst = netip.AddrFrom4([4]byte(addrs[:4])), netip.AddrFrom4([4]byte(addrs[4:8]))
+	}
+	c.Options = parseOptions(opts)
+	return c
+}
+
+// parseOptions returns the options in wire format in raw, as many as parse.
+func parseOptions(raw []byte) []Option {
+	var opts []Option
+	it := Options(raw).Iter()
+	for o, ok := it.Next(); ok; o, ok = it.Next() {
+		opts = append(opts, o)
+	}
+	return opts
+}
+
+// randomAddrs gives c two random addresses of its family. It reports false
+// for IPv4-mapped IPv6 ones, which NewEncapsulator takes for IPv4.
+func randomAddrs(rng *rand.Rand, c *EncapConfig, v6 bool) bool {
+	if !v6 {
+		c.Src, c.Dst = netip.AddrFrom4([4]byte(randomBytes(rng, 4))), netip.AddrFrom4([4]byte(randomBytes(rng, 4)))
+		return true
+	}
+	c.Src, c.Dst = netip.AddrFrom16([16]byte(randomBytes(rng, 16))), netip.AddrFrom16([16]byte(randomBytes(rng, 16)))
+	return !c.Src.Is4In6() && !c.Dst.Is4In6()
+}
+
 func mustEncap(t testing.TB, c EncapConfig) *Encapsulator {
 	t.Helper()
 	e, err := NewEncapsulator(c)

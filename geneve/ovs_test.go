@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"xswitch/internal/capture"
 )
 
 // TestOVSCaptures decodes Geneve frames that Open vSwitch sent (captures in
@@ -32,7 +34,7 @@ func TestOVSCaptures(t *testing.T) {
 	known.Add(0x0102, 0x80)
 	total := 0
 	for _, file := range files {
-		frames, err := readPcap(file)
+		frames, err := capture.ReadPcap(file)
 		if err != nil {
 			t.Fatal(err)
 		}

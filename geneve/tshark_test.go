@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"xswitch/internal/capture"
 )
 
 // TestTsharkDecodesEncap writes frames built by Encapsulator to a pcap and
@@ -63,7 +65,7 @@ func TestTsharkDecodesEncap(t *testing.T) {
 		frames = append(frames, encapsulate(mustEncap(t, w.c), w.inner))
 	}
 	pcap := filepath.Join(t.TempDir(), "encap.pcap")
-	if err := writePcap(pcap, frames); err != nil {
+	if err := capture.WritePcap(pcap, frames); err != nil {
 		t.Fatal(err)
 	}
 	fields := []string{"geneve.version", "geneve.vni", "geneve.proto_type", "geneve.flags.oam", "geneve.flags.critical",

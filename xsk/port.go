@@ -71,36 +71,16 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if c.RingSize == 0 {
-		c.RingSize = defaultRingSize
-	}
-	if c.RingSize < MinRingSize || c.RingSize > MaxRingSize || c.RingSize&(c.RingSize-1) != 0 {
-		return nil, fmt.Errorf("port %s: RingSize %d must be a power of two from %d to %d", c.Interface, c.RingSize, MinRingSize, MaxRingSize)
-	}
-	if c.TxBudget != 0 && (c.TxBudget < KernelTxBudget || c.TxBudget > c.RingSize) {
-		return nil, fmt.Errorf("port %s: TxBudget %d out of range: use %d to RingSize (%d), or 0 for the kernel's %d",
-			c.Interface, c.TxBudget, KernelTxBudget, c.RingSize, KernelTxBudget)
-	}
-	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
-		return nil, fmt.Errorf("port %s: ZeroCopy %d unknown (use ZeroCopyAuto, ZeroCopyOn or ZeroCopyOff)", c.Interface, int(c.ZeroCopy))
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	ifc, err := net.InterfaceByName(c.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
 	}
-	devQueues, err := QueueCount(c.Interface)
+	q, err := c.queueCount()
 	if err != nil {
-		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
-	}
-	q := c.Queues
-	switch {
-	case q == 0:
-		q = devQueues
-	case q < devQueues:
-		return nil, fmt.Errorf("port %s: Queues %d but the device has %d RX queues: frames on queues %d to %d would bypass the switch; use 0 (every queue) or lower the device's queue count (ethtool -L %s combined %d)",
-			c.Interface, q, devQueues, q, devQueues-1, c.Interface, q)
-	case q > devQueues:
-		return nil, fmt.Errorf("port %s: Queues %d but the device has only %d RX queues", c.Interface, q, devQueues)
+		return nil, err
 	}
 	p := &Port{u: u, name: c.Interface, ifindex: ifc.Index, log: log}
 	defer func() {
@@ -116,29 +96,83 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
 	}
 	p.mode.XDP, p.mode.Link = p.steer.Mode()
-	for i := 0; i < q; i++ {
-		s, err := u.openSocket(socketConfig{ifindex: ifc.Index, queue: i, ringSize: uint32(c.RingSize),
-			zeroCopy: c.ZeroCopy, needWakeup: c.NeedWakeup, busyPoll: c.BusyPoll, txBudget: c.TxBudget})
-		if err != nil {
-			return nil, fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
-		}
-		p.sockets = append(p.sockets, s)
-		if err := p.steer.Register(i, s.Fd()); err != nil {
-			return nil, fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
-		}
+	if err := p.openSockets(&c, q); err != nil {
+		return nil, err
 	}
 	p.mode.ZeroCopy = p.sockets[0].ZeroCopy()
 	u.mu.Lock()
 	u.ports = append(u.ports, p)
 	u.mu.Unlock()
+	p.logBound(&c)
+	return p, nil
+}
+
+// check fills in the default ring size and checks the ring size, TX
+// budget and zero-copy setting.
+func (c *PortConfig) check() error {
+	if c.RingSize == 0 {
+		c.RingSize = defaultRingSize
+	}
+	if c.RingSize < MinRingSize || c.RingSize > MaxRingSize || c.RingSize&(c.RingSize-1) != 0 {
+		return fmt.Errorf("port %s: RingSize %d must be a power of two from %d to %d", c.Interface, c.RingSize, MinRingSize, MaxRingSize)
+	}
+	if c.TxBudget != 0 && (c.TxBudget < KernelTxBudget || c.TxBudget > c.RingSize) {
+		return fmt.Errorf("port %s: TxBudget %d out of range: use %d to RingSize (%d), or 0 for the kernel's %d",
+			c.Interface, c.TxBudget, KernelTxBudget, c.RingSize, KernelTxBudget)
+	}
+	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyOff {
+		return fmt.Errorf("port %s: ZeroCopy %d unknown (use ZeroCopyAuto, ZeroCopyOn or ZeroCopyOff)", c.Interface, int(c.ZeroCopy))
+	}
+	return nil
+}
+
+// queueCount is how many sockets the port binds: every RX queue of the
+// device. Fewer would let frames bypass the switch.
+func (c *PortConfig) queueCount() (int, error) {
+	devQueues, err := QueueCount(c.Interface)
+	if err != nil {
+		return 0, fmt.Errorf("port %s: %w", c.Interface, err)
+	}
+	q := c.Queues
+	switch {
+	case q == 0:
+		q = devQueues
+	case q < devQueues:
+		return 0, fmt.Errorf("port %s: Queues %d but the device has %d RX queues: frames on queues %d to %d would bypass the switch; use 0 (every queue) or lower the device's queue count (ethtool -L %s combined %d)",
+			c.Interface, q, devQueues, q, devQueues-1, c.Interface, q)
+	case q > devQueues:
+		return 0, fmt.Errorf("port %s: Queues %d but the device has only %d RX queues", c.Interface, q, devQueues)
+	}
+	return q, nil
+}
+
+// openSockets binds one socket to each of the device's first q queues and
+// registers it with the steering program.
+func (p *Port) openSockets(c *PortConfig, q int) error {
+	for i := 0; i < q; i++ {
+		s, err := p.u.openSocket(socketConfig{ifindex: p.ifindex, queue: i, ringSize: uint32(c.RingSize),
+			zeroCopy: c.ZeroCopy, needWakeup: c.NeedWakeup, busyPoll: c.BusyPoll, txBudget: c.TxBudget})
+		if err != nil {
+			return fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
+		}
+		p.sockets = append(p.sockets, s)
+		if err := p.steer.Register(i, s.Fd()); err != nil {
+			return fmt.Errorf("port %s queue %d: %w", c.Interface, i, err)
+		}
+	}
+	return nil
+}
+
+// logBound logs what the kernel granted the port.
+func (p *Port) logBound(c *PortConfig) {
 	bind := "copy"
 	if p.mode.ZeroCopy {
 		bind = "zero-copy"
 	}
-	log.Info("AF_XDP sockets bound", zap.String("interface", c.Interface), zap.Int("queues", q),
-		zap.String("bind", bind), zap.Bool("need_wakeup", p.sockets[0].NeedWakeup()), zap.Bool("busy_poll", c.BusyPoll),
-		zap.Int("ring_size", c.RingSize), zap.Int("tx_budget", p.sockets[0].TxBudget()), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
-	return p, nil
+	s := p.sockets[0]
+	p.log.Info("AF_XDP sockets bound", zap.String("interface", c.Interface), zap.Int("queues", len(p.sockets)),
+		zap.String("bind", bind), zap.Bool("need_wakeup", s.NeedWakeup()), zap.Bool("busy_poll", c.BusyPoll),
+		zap.Int("ring_size", c.RingSize), zap.Int("tx_budget", s.TxBudget()), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
 }
 
 // Sockets are the port's sockets, by queue.

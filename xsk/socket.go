@@ -183,93 +183,19 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 		}
 	}()
 	if share == nil {
-		reg := unix.XDPUmemReg{
-			Addr:     uint64(uintptr(unsafe.Pointer(&u.area[0]))),
-			Len:      uint64(u.numFrames * u.frameSize),
-			Size:     uint32(u.frameSize),
-			Headroom: uint32(u.headroom),
-		}
-		if u.txMeta {
-			reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
-			reg.Tx_metadata_len = TxMetadataLen
-		}
-		if u.txSwCsum {
-			reg.Flags |= unix.XDP_UMEM_TX_SW_CSUM
-		}
-		if err := setsockopt(fd, unix.SOL_XDP, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
-			if u.txMeta && errors.Is(err, unix.EINVAL) {
-				return nil, fmt.Errorf("register UMEM with TX metadata (XDP_UMEM_REG, flags %#x, tx_metadata_len %d): %w (needs Linux 6.11 or later; turn the TX checksum offload off)",
-					reg.Flags, reg.Tx_metadata_len, err)
-			}
-			return nil, fmt.Errorf("register UMEM (XDP_UMEM_REG): %w", err)
+		if err := u.register(fd); err != nil {
+			return nil, err
 		}
 	}
-	for _, o := range []struct {
-		opt  int
-		name string
-	}{{unix.XDP_UMEM_FILL_RING, "fill"}, {unix.XDP_UMEM_COMPLETION_RING, "completion"}, {unix.XDP_RX_RING, "RX"}, {unix.XDP_TX_RING, "TX"}} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, o.opt, int(c.ringSize)); err != nil {
-			return nil, fmt.Errorf("size %s ring to %d: %w", o.name, c.ringSize, err)
-		}
+	if err := s.mapRings(c.ringSize); err != nil {
+		return nil, err
 	}
-	var off unix.XDPMmapOffsets
-	olen := uint32(unsafe.Sizeof(off))
-	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
-		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&olen)), 0); e != 0 {
-		return nil, fmt.Errorf("XDP_MMAP_OFFSETS: %w", e)
-	}
-	dsz := unsafe.Sizeof(Desc{})
-	if s.fill, err = mapRing(fd, off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, c.ringSize, 8, true); err != nil {
-		return nil, fmt.Errorf("fill ring: %w", err)
-	}
-	if s.comp, err = mapRing(fd, off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, c.ringSize, 8, false); err != nil {
-		return nil, fmt.Errorf("completion ring: %w", err)
-	}
-	if s.rx, err = mapRing(fd, off.Rx, unix.XDP_PGOFF_RX_RING, c.ringSize, dsz, false); err != nil {
-		return nil, fmt.Errorf("RX ring: %w", err)
-	}
-	if s.tx, err = mapRing(fd, off.Tx, unix.XDP_PGOFF_TX_RING, c.ringSize, dsz, true); err != nil {
-		return nil, fmt.Errorf("TX ring: %w", err)
-	}
-	sa := &unix.SockaddrXDP{Ifindex: uint32(c.ifindex), QueueID: uint32(c.queue)}
-	if share != nil {
-		sa.Flags = unix.XDP_SHARED_UMEM
-		sa.SharedUmemFD = uint32(share.fd)
-	} else {
-		sa.Flags = unix.XDP_COPY
-		if zc == ZeroCopyOn {
-			sa.Flags = unix.XDP_ZEROCOPY
-		}
-		if c.needWakeup {
-			sa.Flags |= unix.XDP_USE_NEED_WAKEUP
-		}
-	}
-	// The kernel releases a closed socket's hold on its queue in deferred
-	// work (tens of milliseconds): a port closed and opened again finds
-	// the queue busy for that long.
-	err = unix.Bind(fd, sa)
-	for deadline := time.Now().Add(bindBusyWait); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		err = unix.Bind(fd, sa)
-	}
-	if err != nil {
-		if errors.Is(err, unix.EBUSY) {
-			err = fmt.Errorf("%w (another AF_XDP socket holds the queue)", err)
-		}
-		what := "copy mode"
-		switch {
-		case share != nil:
-			what = "shared UMEM"
-		case zc == ZeroCopyOn:
-			what = "zero-copy"
-		}
-		return nil, fmt.Errorf("bind ifindex %d queue %d (%s): %w", c.ifindex, c.queue, what, err)
+	if err := s.bind(c, zc, share); err != nil {
+		return nil, err
 	}
 	var opts struct{ flags uint32 }
-	olen = uint32(unsafe.Sizeof(opts))
-	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_OPTIONS,
-		uintptr(unsafe.Pointer(&opts)), uintptr(unsafe.Pointer(&olen)), 0); e != 0 {
-		return nil, fmt.Errorf("XDP_OPTIONS: %w", e)
+	if _, err := getsockopt(fd, unix.XDP_OPTIONS, unsafe.Pointer(&opts), unsafe.Sizeof(opts)); err != nil {
+		return nil, fmt.Errorf("XDP_OPTIONS: %w", err)
 	}
 	s.zeroCopy = opts.flags&unix.XDP_OPTIONS_ZEROCOPY != 0
 	if err := s.setTxBudget(c); err != nil {
@@ -286,6 +212,100 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 		}
 	}
 	return s, nil
+}
+
+// register registers u's area as the UMEM of socket fd (XDP_UMEM_REG), with
+// TX metadata and software checksums when u asks for them.
+func (u *Umem) register(fd int) error {
+	reg := unix.XDPUmemReg{
+		Addr:     uint64(uintptr(unsafe.Pointer(&u.area[0]))),
+		Len:      uint64(u.numFrames * u.frameSize),
+		Size:     uint32(u.frameSize),
+		Headroom: uint32(u.headroom),
+	}
+	if u.txMeta {
+		reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
+		reg.Tx_metadata_len = TxMetadataLen
+	}
+	if u.txSwCsum {
+		reg.Flags |= unix.XDP_UMEM_TX_SW_CSUM
+	}
+	if err := setsockopt(fd, unix.SOL_XDP, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+		if u.txMeta && errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("register UMEM with TX metadata (XDP_UMEM_REG, flags %#x, tx_metadata_len %d): %w (needs Linux 6.11 or later; turn the TX checksum offload off)",
+				reg.Flags, reg.Tx_metadata_len, err)
+		}
+		return fmt.Errorf("register UMEM (XDP_UMEM_REG): %w", err)
+	}
+	return nil
+}
+
+// mapRings sizes the socket's four rings to size entries and maps them.
+func (s *Socket) mapRings(size uint32) error {
+	for _, o := range []struct {
+		opt  int
+		name string
+	}{{unix.XDP_UMEM_FILL_RING, "fill"}, {unix.XDP_UMEM_COMPLETION_RING, "completion"}, {unix.XDP_RX_RING, "RX"}, {unix.XDP_TX_RING, "TX"}} {
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, o.opt, int(size)); err != nil {
+			return fmt.Errorf("size %s ring to %d: %w", o.name, size, err)
+		}
+	}
+	var off unix.XDPMmapOffsets
+	if _, err := getsockopt(s.fd, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off)); err != nil {
+		return fmt.Errorf("XDP_MMAP_OFFSETS: %w", err)
+	}
+	dsz := unsafe.Sizeof(Desc{})
+	var err error
+	if s.fill, err = mapRing(s.fd, off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, size, 8, true); err != nil {
+		return fmt.Errorf("fill ring: %w", err)
+	}
+	if s.comp, err = mapRing(s.fd, off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, size, 8, false); err != nil {
+		return fmt.Errorf("completion ring: %w", err)
+	}
+	if s.rx, err = mapRing(s.fd, off.Rx, unix.XDP_PGOFF_RX_RING, size, dsz, false); err != nil {
+		return fmt.Errorf("RX ring: %w", err)
+	}
+	if s.tx, err = mapRing(s.fd, off.Tx, unix.XDP_PGOFF_TX_RING, size, dsz, true); err != nil {
+		return fmt.Errorf("TX ring: %w", err)
+	}
+	return nil
+}
+
+// bind binds the socket to its device queue: sharing share's UMEM, or in
+// mode zc with need_wakeup as c says. A queue still held by a socket being
+// released is retried for bindBusyWait.
+func (s *Socket) bind(c socketConfig, zc ZeroCopy, share *Socket) error {
+	sa := &unix.SockaddrXDP{Ifindex: uint32(c.ifindex), QueueID: uint32(c.queue)}
+	what := "copy mode"
+	switch {
+	case share != nil:
+		sa.Flags = unix.XDP_SHARED_UMEM
+		sa.SharedUmemFD = uint32(share.fd)
+		what = "shared UMEM"
+	case zc == ZeroCopyOn:
+		sa.Flags = unix.XDP_ZEROCOPY
+		what = "zero-copy"
+	default:
+		sa.Flags = unix.XDP_COPY
+	}
+	if share == nil && c.needWakeup {
+		sa.Flags |= unix.XDP_USE_NEED_WAKEUP
+	}
+	// The kernel releases a closed socket's hold on its queue in deferred
+	// work (tens of milliseconds): a port closed and opened again finds
+	// the queue busy for that long.
+	err := unix.Bind(s.fd, sa)
+	for deadline := time.Now().Add(bindBusyWait); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		err = unix.Bind(s.fd, sa)
+	}
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EBUSY) {
+		err = fmt.Errorf("%w (another AF_XDP socket holds the queue)", err)
+	}
+	return fmt.Errorf("bind ifindex %d queue %d (%s): %w", c.ifindex, c.queue, what, err)
 }
 
 // KernelTxBudget is how many descriptors a copy-mode sendto transmits
@@ -326,11 +346,23 @@ func setBusyPoll(fd, budget int) error {
 	return nil
 }
 
+// setsockopt sets an option whose value is a struct (x/sys/unix has no
+// wrapper for XDP's).
 func setsockopt(fd, level, opt int, p unsafe.Pointer, n uintptr) error {
 	if _, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(p), n, 0); e != 0 {
 		return e
 	}
 	return nil
+}
+
+// getsockopt reads the SOL_XDP option opt into the n bytes at p and
+// returns how many the kernel wrote.
+func getsockopt(fd, opt int, p unsafe.Pointer, n uintptr) (uintptr, error) {
+	l := uint32(n)
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+		return 0, e
+	}
+	return uintptr(l), nil
 }
 
 // Fd is the socket's file descriptor (for the XSKMAP and poll).
@@ -543,16 +575,15 @@ func (s *Socket) Pending() int {
 // Stats reads the kernel's statistics and the ring counters.
 func (s *Socket) Stats() (Stats, error) {
 	var ks unix.XDPStatistics
-	l := uint32(unsafe.Sizeof(ks))
 	st := Stats{
 		RxPackets: s.rxPackets.Load(), TxPackets: s.txPackets.Load(), TxRingFull: s.txFull.Load(),
 		Filled: s.filled.Load(), Completed: s.completed.Load(), TxBadAddrs: s.badAddrs.Load(), Kicks: s.kicks.Load(), KickErrors: s.kickErrors.Load(),
 	}
-	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP, unix.XDP_STATISTICS,
-		uintptr(unsafe.Pointer(&ks)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
-		return st, fmt.Errorf("XDP_STATISTICS: %w", e)
+	n, err := getsockopt(s.fd, unix.XDP_STATISTICS, unsafe.Pointer(&ks), unsafe.Sizeof(ks))
+	if err != nil {
+		return st, fmt.Errorf("XDP_STATISTICS: %w", err)
 	}
-	return st, st.setKernel(&ks, uintptr(l))
+	return st, st.setKernel(&ks, n)
 }
 
 // xdpStatisticsV1 is the size of the kernel's struct xdp_statistics before

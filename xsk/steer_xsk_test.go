@@ -67,7 +67,7 @@ func newSteerRx(ifindex, queue int) (_ *steerRx, err error) {
 		Len:  uint64(len(r.umem)),
 		Size: steerRxFrameSize,
 	}
-	if err := steerSetsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+	if err := setsockopt(fd, unix.SOL_XDP, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
 		return nil, fmt.Errorf("XDP_UMEM_REG: %w", err)
 	}
 	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING} {
@@ -76,10 +76,8 @@ func newSteerRx(ifindex, queue int) (_ *steerRx, err error) {
 		}
 	}
 	var off unix.XDPMmapOffsets
-	size := uint32(unsafe.Sizeof(off))
-	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
-		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&size)), 0); errno != 0 {
-		return nil, fmt.Errorf("XDP_MMAP_OFFSETS: %w", errno)
+	if _, err := getsockopt(fd, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off)); err != nil {
+		return nil, fmt.Errorf("XDP_MMAP_OFFSETS: %w", err)
 	}
 	if r.fill, err = steerMapRing(fd, off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, 8); err != nil {
 		return nil, err
@@ -150,11 +148,4 @@ func steerCollect(rxs []*steerRx, idle, max time.Duration) [][]byte {
 		}
 	}
 	return all
-}
-
-func steerSetsockopt(fd, opt int, p unsafe.Pointer, n uintptr) error {
-	if _, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(p), n, 0); errno != 0 {
-		return errno
-	}
-	return nil
 }

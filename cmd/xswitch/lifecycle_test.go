@@ -5,7 +5,6 @@ package main_test
 // warning. Real namespaces, veth, XDP and the built binary.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,26 +28,9 @@ import (
 type daemon struct {
 	ns   string
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  e2e.SyncBuffer
 	done chan struct{}
 	err  error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // runDaemon starts `xswitch run` in ns with configYAML and extra
@@ -375,12 +356,7 @@ func TestTooBigLogged(t *testing.T) {
 	testnet.RequireRoot(t)
 	_, hosts := e2e.Topology(t, 2)
 	h := hosts[0]
-	n := testnet.New(t)
-	vm := n.NS("vm")
-	n.Veth(h.NS, "vm1", vm, "eth0", 1)
-	n.Run(vm, "ip", "addr", "add", "198.19.0.11/24", "dev", "eth0")
-	// Frames to an unknown MAC are flooded, so also into the tunnel.
-	n.Run(vm, "ip", "neigh", "add", "198.19.0.99", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
+	n, vm := vmFloodingIntoTunnel(t, h)
 	x := e2e.StartXswitch(t, h.NS, xsConfig(h.Underlay, bridgeSpec{name: "br1", addrs: []string{inner4(1) + "/24"}, ports: []string{"vm1"}, remotes: others(hosts, h, false)}))
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var st vswitch.Status
@@ -420,4 +396,17 @@ func TestTooBigLogged(t *testing.T) {
 	if after.Drops["too_big"] != before.Drops["too_big"] || after.TxPackets < before.TxPackets+3 {
 		t.Errorf("with MTU 1450: tunnel %+v -> %+v, want 3 more sent and no more too_big", before, after)
 	}
+}
+
+// vmFloodingIntoTunnel adds a namespace joined to h by a veth (vm1 on h's
+// side, eth0 198.19.0.11/24 on the VM's) with a neighbour entry for
+// 198.19.0.99 at a MAC nobody has: frames to it are flooded, so also into
+// the tunnel.
+func vmFloodingIntoTunnel(t *testing.T, h *e2e.Host) (n *testnet.Net, vm string) {
+	n = testnet.New(t)
+	vm = n.NS("vm")
+	n.Veth(h.NS, "vm1", vm, "eth0", 1)
+	n.Run(vm, "ip", "addr", "add", "198.19.0.11/24", "dev", "eth0")
+	n.Run(vm, "ip", "neigh", "add", "198.19.0.99", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
+	return n, vm
 }

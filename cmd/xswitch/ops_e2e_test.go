@@ -108,12 +108,7 @@ func TestLogLevelAtRunTime(t *testing.T) {
 	testnet.RequireRoot(t)
 	_, hosts := e2e.Topology(t, 2)
 	h := hosts[0]
-	n := testnet.New(t)
-	vm := n.NS("vm")
-	n.Veth(h.NS, "vm1", vm, "eth0", 1)
-	n.Run(vm, "ip", "addr", "add", "198.19.0.11/24", "dev", "eth0")
-	// Frames to an unknown MAC are flooded, so also into the tunnel.
-	n.Run(vm, "ip", "neigh", "add", "198.19.0.99", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
+	_, vm := vmFloodingIntoTunnel(t, h)
 	cfg := strings.Replace(xsConfig(h.Underlay, bridgeSpec{name: "br1", addrs: []string{inner4(1) + "/24"}, ports: []string{"vm1"}, remotes: others(hosts, h, false)}),
 		"log_level: debug", "log_level: info", 1)
 	x := e2e.StartXswitch(t, h.NS, cfg)

@@ -26,7 +26,7 @@ func EncodePcap(frames [][]byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, 0)      // thiszone
 	b = binary.LittleEndian.AppendUint32(b, 0)      // sigfigs
 	b = binary.LittleEndian.AppendUint32(b, 262144) // snaplen
-	b = binary.LittleEndian.AppendUint32(b, 1)      // LINKTYPE_ETHERNET
+	b = binary.LittleEndian.AppendUint32(b, linkTypeEthernet)
 	for i, f := range frames {
 		b = binary.LittleEndian.AppendUint32(b, uint32(1700000000+i))
 		b = binary.LittleEndian.AppendUint32(b, 0)
@@ -42,7 +42,8 @@ const (
 	pcapRecordLen = 16
 	// maxPcapRecord bounds a record's captured length: tcpdump's default
 	// snap length is 262144; anything larger is a corrupt file, not a frame.
-	maxPcapRecord = 262144
+	maxPcapRecord    = 262144
+	linkTypeEthernet = 1
 )
 
 // errNoHeader: the file does not yet hold a whole pcap header (tcpdump
@@ -51,7 +52,7 @@ var errNoHeader = errors.New("pcap: file shorter than its 24-byte header")
 
 // ParsePcap returns the frames (captured bytes) of a classic libpcap file
 // as tcpdump -w writes it: either byte order, microsecond or nanosecond
-// timestamps. A last record cut short is left out: the file may be one
+// timestamps, Ethernet link type, whole frames. A last record cut short is left out: the file may be one
 // tcpdump is still writing. The frames share b's memory.
 func ParsePcap(b []byte) ([][]byte, error) {
 	if len(b) < pcapHeaderLen {
@@ -66,11 +67,17 @@ func ParsePcap(b []byte) ([][]byte, error) {
 	default:
 		return nil, fmt.Errorf("pcap: magic %#08x is not a classic pcap file (pcapng is not read here)", binary.LittleEndian.Uint32(b))
 	}
+	if lt := order.Uint32(b[20:]); lt != linkTypeEthernet {
+		return nil, fmt.Errorf("pcap: link type %d, want %d (Ethernet): capture on one device, not \"any\"", lt, linkTypeEthernet)
+	}
 	var frames [][]byte
 	for off := pcapHeaderLen; len(b)-off >= pcapRecordLen; {
-		incl := order.Uint32(b[off+8:])
+		incl, orig := order.Uint32(b[off+8:]), order.Uint32(b[off+12:])
 		if incl > maxPcapRecord {
 			return frames, fmt.Errorf("pcap: record at offset %d claims %d bytes (more than %d): corrupt file", off, incl, maxPcapRecord)
+		}
+		if incl != orig {
+			return frames, fmt.Errorf("pcap: record at offset %d holds %d of the frame's %d bytes (snap length too small)", off, incl, orig)
 		}
 		start := off + pcapRecordLen
 		if len(b)-start < int(incl) {

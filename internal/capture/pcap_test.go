@@ -48,6 +48,16 @@ func TestParsePcap(t *testing.T) {
 		"short header": b[:23],
 		"pcapng":       append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, b[4:]...),
 		"huge record":  append(append([]byte{}, b[:24]...), 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0),
+		"link type any (113)": func() []byte {
+			c := append([]byte{}, b...)
+			binary.LittleEndian.PutUint32(c[20:], 113)
+			return c
+		}(),
+		"frame cut by the snap length": func() []byte {
+			c := append([]byte{}, b...)
+			binary.LittleEndian.PutUint32(c[24+12:], binary.LittleEndian.Uint32(c[24+8:])+1)
+			return c
+		}(),
 	} {
 		if got, err := capture.ParsePcap(bad); err == nil {
 			t.Errorf("%s: no error (%d frames)", name, len(got))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -150,66 +151,76 @@ func ParseFields(out string) ([]Frame, error) {
 	return frames, nil
 }
 
+// parseFrame builds a Frame from one line of tshark fields, by name.
 func parseFrame(v map[string][]string) (Frame, error) {
 	var f Frame
 	var p parser
 	f.Number = int(p.uint(at(v, "frame.number", 0), 32))
 	f.Protocols = at(v, "frame.protocols", 0)
-	// Layers in order: the outer eth/ip|ipv6/udp come first, the inner
-	// frame's after "geneve" in frame.protocols.
-	layers := strings.Split(f.Protocols, ":")
-	gi := -1
-	for i, l := range layers {
-		if l == "geneve" {
-			gi = i
-			break
-		}
+	outer, inner, err := splitAtGeneve(f.Protocols)
+	if err != nil {
+		return f, err
 	}
-	if gi < 0 {
-		return f, fmt.Errorf("not a Geneve frame (protocols %s)", f.Protocols)
+	ip4, ip6, err := p.outer(v, outer, &f)
+	if err != nil {
+		return f, err
 	}
-	outer, inner := layers[:gi], layers[gi+1:]
-	has := func(ls []string, name string) bool {
-		for _, l := range ls {
-			if l == name {
-				return true
-			}
-		}
-		return false
+	if err := p.geneve(v, &f); err != nil {
+		return f, err
 	}
+	p.inner(v, inner, ip4, ip6, &f)
+	return f, p.err
+}
 
+// splitAtGeneve splits frame.protocols into the outer layers (eth, ip or
+// ipv6, udp) and the inner frame's, which come after "geneve".
+func splitAtGeneve(protocols string) (outer, inner []string, err error) {
+	layers := strings.Split(protocols, ":")
+	gi := slices.Index(layers, "geneve")
+	if gi < 0 {
+		return nil, nil, fmt.Errorf("not a Geneve frame (protocols %s)", protocols)
+	}
+	return layers[:gi], layers[gi+1:], nil
+}
+
+// outer fills f's outer Ethernet, IP and UDP fields and returns how many
+// IPv4 and IPv6 headers it took: the inner frame's are the next
+// occurrences of the same fields.
+func (p *parser) outer(v map[string][]string, outer []string, f *Frame) (ip4, ip6 int, err error) {
 	f.OuterSrcMAC, f.OuterDstMAC = at(v, "eth.src", 0), at(v, "eth.dst", 0)
-	ip4, ip6, udp := 0, 0, 0 // occurrence index of the next header of each kind
 	f.IPChecksum = ChecksumAbsent
 	switch {
-	case has(outer, "ip"):
+	case slices.Contains(outer, "ip"):
 		f.OuterSrc, f.OuterDst = p.addr(at(v, "ip.src", 0)), p.addr(at(v, "ip.dst", 0))
 		f.IPChecksum = Checksum(p.uint(at(v, "ip.checksum.status", 0), 8))
 		ip4++
-	case has(outer, "ipv6"):
+	case slices.Contains(outer, "ipv6"):
 		f.OuterSrc, f.OuterDst = p.addr(at(v, "ipv6.src", 0)), p.addr(at(v, "ipv6.dst", 0))
 		ip6++
 	default:
-		return f, fmt.Errorf("outer header is neither IPv4 nor IPv6 (protocols %s)", f.Protocols)
+		return 0, 0, fmt.Errorf("outer header is neither IPv4 nor IPv6 (protocols %s)", f.Protocols)
 	}
 	f.SrcPort = uint16(p.uint(at(v, "udp.srcport", 0), 16))
 	f.DstPort = uint16(p.uint(at(v, "udp.dstport", 0), 16))
 	f.UDPChecksum = uint16(p.uint(at(v, "udp.checksum", 0), 16))
 	f.UDPChecksumStatus = Checksum(p.uint(at(v, "udp.checksum.status", 0), 8))
-	udp++
+	return ip4, ip6, nil
+}
 
+// geneve fills f's Geneve header fields and options.
+func (p *parser) geneve(v map[string][]string, f *Frame) error {
 	f.VNI = uint32(p.uint(at(v, "geneve.vni", 0), 24))
 	f.Proto = uint16(p.uint(at(v, "geneve.proto_type", 0), 16))
 	f.OAM = p.bool(at(v, "geneve.flags.oam", 0))
 	f.Critical = p.bool(at(v, "geneve.flags.critical", 0))
 	classes, types, raws := v["geneve.option.class"], v["geneve.option.type"], v["geneve.option"]
 	if len(classes) != len(types) || len(classes) != len(raws) {
-		return f, fmt.Errorf("option fields disagree: %d classes, %d types, %d options", len(classes), len(types), len(raws))
+		return fmt.Errorf("option fields disagree: %d classes, %d types, %d options", len(classes), len(types), len(raws))
 	}
 	for i := range classes {
 		raw, err := hex.DecodeString(raws[i])
 		if err != nil || len(raw) < 4 {
-			return f, fmt.Errorf("option %d: bad bytes %q", i, raws[i])
+			return fmt.Errorf("option %d: bad bytes %q", i, raws[i])
 		}
 		f.Options = append(f.Options, Option{
 			Class: uint16(p.uint(classes[i], 16)),
@@ -217,40 +228,45 @@ func parseFrame(v map[string][]string) (Frame, error) {
 			Data:  raw[4:], // after class(2), type(1), reserved+length(1)
 		})
 	}
+	return nil
+}
 
-	if has(inner, "eth") {
+// inner fills f's inner Ethernet, IP and L4 fields. ip4 and ip6 are the
+// occurrences of the IP fields the outer header took; the outer UDP header
+// took the first UDP fields.
+func (p *parser) inner(v map[string][]string, inner []string, ip4, ip6 int, f *Frame) {
+	if slices.Contains(inner, "eth") {
 		f.InnerSrcMAC, f.InnerDstMAC = at(v, "eth.src", 1), at(v, "eth.dst", 1)
 		f.InnerEtherType = uint16(p.uint(at(v, "eth.type", 1), 16))
 	}
 	switch {
-	case has(inner, "ip"):
+	case slices.Contains(inner, "ip"):
 		f.InnerSrc, f.InnerDst = p.addr(at(v, "ip.src", ip4)), p.addr(at(v, "ip.dst", ip4))
-	case has(inner, "ipv6"):
+	case slices.Contains(inner, "ipv6"):
 		f.InnerSrc, f.InnerDst = p.addr(at(v, "ipv6.src", ip6)), p.addr(at(v, "ipv6.dst", ip6))
 	}
 	switch {
-	case has(inner, "udp"):
+	case slices.Contains(inner, "udp"):
 		f.InnerL4 = "udp"
-		f.InnerSrcPort = uint16(p.uint(at(v, "udp.srcport", udp), 16))
-		f.InnerDstPort = uint16(p.uint(at(v, "udp.dstport", udp), 16))
-	case has(inner, "tcp"):
+		f.InnerSrcPort = uint16(p.uint(at(v, "udp.srcport", 1), 16))
+		f.InnerDstPort = uint16(p.uint(at(v, "udp.dstport", 1), 16))
+	case slices.Contains(inner, "tcp"):
 		f.InnerL4 = "tcp"
 		f.InnerSrcPort = uint16(p.uint(at(v, "tcp.srcport", 0), 16))
 		f.InnerDstPort = uint16(p.uint(at(v, "tcp.dstport", 0), 16))
-	case has(inner, "icmp"):
+	case slices.Contains(inner, "icmp"):
 		f.InnerL4 = "icmp"
 		if s := at(v, "icmp.ident", 0); s != "" {
 			f.InnerSrcPort = uint16(p.uint(s, 16))
 		}
-	case has(inner, "icmpv6"):
+	case slices.Contains(inner, "icmpv6"):
 		f.InnerL4 = "icmpv6"
 		if s := at(v, "icmpv6.echo.identifier", 0); s != "" {
 			f.InnerSrcPort = uint16(p.uint(s, 16))
 		}
-	case has(inner, "arp"):
+	case slices.Contains(inner, "arp"):
 		f.InnerL4 = "arp"
 	}
-	return f, p.err
 }
 
 // at returns occurrence i of a field, or "".

@@ -174,7 +174,7 @@ type Xswitch struct {
 	bin    string
 	config string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *SyncBuffer
 	done   chan struct{}
 	err    error // exit status, valid after done
 	mu     sync.Mutex
@@ -197,7 +197,7 @@ func StartXswitch(t testing.TB, ns, configYAML string) *Xswitch {
 	if err := os.WriteFile(cfg, []byte(configYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	x := &Xswitch{t: t, ns: ns, bin: bin, config: cfg, log: &syncBuffer{}, done: make(chan struct{})}
+	x := &Xswitch{t: t, ns: ns, bin: bin, config: cfg, log: &SyncBuffer{}, done: make(chan struct{})}
 	x.cmd = testnet.Cmd(ns, bin, "run", "--config", cfg)
 	x.cmd.Stdout = x.log
 	x.cmd.Stderr = x.log
@@ -309,20 +309,20 @@ func (x *Xswitch) Exited() bool {
 // Log returns what the daemon has written to stdout and stderr so far.
 func (x *Xswitch) Log() string { return x.log.String() }
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutines of exec.Cmd
-// and readers calling Log.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for the writer goroutines of exec.Cmd
+// and concurrent readers.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
