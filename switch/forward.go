@@ -82,6 +82,7 @@ type bridge struct {
 	internal *port   // nil without internal port
 	tunnels  []*tunnel
 	cfg      *BridgeConfig
+	claims   *evpnClaims // EVPN bridges: MACs local frames claimed (evpn.go)
 }
 
 // findRemote returns the tunnel of remote a, or nil. Bridges have few
@@ -310,7 +311,7 @@ func (c *core) decide(in *port, frame []byte, off, n int) (v verdict, why dropRe
 		// The source claims a MAC configured on another port (the
 		// internal port's own, or a static_macs entry): a spoof or a
 		// loop, never forwarded.
-		why = staticClaim(br, srcMAC)
+		why = staticClaim(br, srcMAC, srcTun == nil)
 		return
 	}
 	c.notePartial(in, frame[ioff:ioff+ilen])

@@ -301,7 +301,7 @@ func (s *Switch) retireRemoved(old *Config, p *plan) {
 	}
 	for _, r := range p.delTuns {
 		t := s.tuns[r.key]
-		if t == nil {
+		if t == nil || (s.ev != nil && s.ev.adopt(r.key, t)) {
 			continue
 		}
 		delete(s.tuns, r.key)
@@ -369,6 +369,15 @@ func (s *Switch) applyStatics(c *Config, f *fabric) error {
 			if _, ok := want[m]; !ok {
 				tr.t.RemoveStatic(m)
 				delete(tr.statics, m)
+			}
+		}
+		if s.ev != nil {
+			evpnWant := map[flowtable.MAC]flowtable.Dest{}
+			s.ev.staticsFor(b, evpnWant)
+			for m, d := range evpnWant {
+				if _, ok := want[m]; !ok {
+					want[m] = d
+				}
 			}
 		}
 		for m, d := range want {
