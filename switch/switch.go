@@ -56,7 +56,7 @@ type Switch struct {
 	underlayLocal []netip.Addr
 
 	res *resolver
-	dp  dataPlane   // AF_XDP ports, UMEM and pollers
+	dp  dataPlane  // AF_XDP ports, UMEM and pollers
 	ev  *evpnState // the EVPN speaker's data plane (evpn.go); nil without evpn:
 
 	failed  chan error
