@@ -557,7 +557,7 @@ func (c *Config) Validate() error {
 		}
 		if vf != "" {
 			if prev, ok := vnis[b.VNI]; ok {
-				bad(vf, "VNI %d is also the VNI of %s; each bridge needs its own", b.VNI, prev)
+				bad(vf, "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
 			}
 			vnis[b.VNI] = bf
 		}
