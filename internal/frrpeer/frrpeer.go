@@ -120,6 +120,9 @@ func (r *Reflector) Kill() {
 	}
 }
 
+// Running reports whether Kill has not been called.
+func (r *Reflector) Running() bool { return r.pid > 0 }
+
 // Vtysh runs one vtysh command against this bgpd.
 func (r *Reflector) Vtysh(cmd string) (string, error) {
 	return testnet.Try(r.NS, "vtysh", "--vty_socket", r.Dir, "-d", "bgpd", "-c", cmd)
