@@ -476,13 +476,18 @@ func (e *evpnState) localLoop() {
 	defer e.s.wg.Done()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	soon := 0 // ticks left to scan at every tick: a claimed MAC is learned with its next frame
 	for n := 0; ; n++ {
 		select {
 		case <-e.s.stop:
 			return
 		case <-t.C:
 		}
-		if e.claims() || n%4 == 0 {
+		if e.claims() {
+			soon = 4
+		}
+		if soon > 0 || n%4 == 0 {
+			soon = max(0, soon-1)
 			e.scanLocal()
 		}
 	}

@@ -33,6 +33,8 @@ import (
 //     host 2 (its interface down there, an identical VM — same MAC and
 //     address — up on host 2, pinging), the time until host 3's ctl fdb
 //     has the MAC on the tunnel to host 2;
+//   - after host N-1's underlay link goes down (alive but silent), the
+//     time until every other host's ctl show has no tunnel to it;
 //   - the resident memory (VmRSS) of each xswitch.
 func TestFabricDemo(t *testing.T) {
 	if os.Getenv("XSWITCH_FABRIC_DEMO") == "" {
@@ -132,6 +134,7 @@ func demo(t *testing.T, n int, useEVPN bool) {
 	}
 	d.move(t, moved)
 	d.kill(t)
+	d.cut(t, wire)
 }
 
 // pingAllVMs pings every VM from every VM, in parallel per source VM,
@@ -256,4 +259,21 @@ func (d *demoFabric) kill(t *testing.T) {
 		})
 	}
 	t.Logf("FIGURE evpn: kill -9 of host %d: its tunnel gone at all %d others after %v", last+1, last, time.Since(t0).Round(time.Millisecond))
+}
+
+// cut: the underlay link of host N-1 goes down in the wire namespace (the
+// host is alive but silent): the reflectors drop its routes after their
+// hold time (3 s), every other host its tunnel.
+func (d *demoFabric) cut(t *testing.T, wire string) {
+	i := len(d.xs) - 2
+	gone := d.hosts[i].IP4.String()
+	t0 := time.Now()
+	d.net.Run(wire, "ip", "link", "set", fmt.Sprintf("w%d", i+1), "down")
+	for j := range i {
+		wait.For(t, 30*time.Second, fmt.Sprintf("h%d drops the tunnel to the cut-off host", j+1), func() bool {
+			_, ok := tunnelsOf(t, d.xs[j])[gone]
+			return !ok
+		})
+	}
+	t.Logf("FIGURE evpn: host %d cut off (link down): its tunnel gone at all %d others after %v (reflector hold time 3 s)", i+1, i, time.Since(t0).Round(time.Millisecond))
 }
