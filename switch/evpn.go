@@ -41,11 +41,12 @@ import (
 // RFC 8365 speakers): such a remote gets floods too.
 //
 // MAC moving here. A frame from a local port whose source MAC is an EVPN
-// entry on a tunnel is refused by learning like any static claim, but its
-// MAC is noted (evpnClaims, lock-free, on the refusal path only); the
-// control loop then removes that entry, so that the next frame is learned
-// on the local port, the diff loop reports it (LocalMACLearned) and the
-// speaker announces it with the next sequence number.
+// entry on a tunnel is refused by learning like any static claim (that
+// frame is dropped), but its MAC and port are noted (evpnClaims,
+// lock-free, on the refusal path only); the control loop (every 250 ms)
+// then replaces the entry by one learned on that port and reports it at
+// once (LocalMACLearned): the speaker announces it with the next sequence
+// number.
 
 // evpnDelay is the batching window of the applier: the routes of a burst
 // (a peer's whole table after a session comes up) arrive within it.
@@ -91,19 +92,29 @@ type evpnApplied struct {
 }
 
 // evpnClaims notes MACs that local frames claim while they are EVPN
-// entries on a tunnel: a fixed set of slots written by pollers with one
-// atomic store each, drained by the control loop. A lost note (two MACs in
-// one slot) is noted again by the MAC's next frame.
+// entries on a tunnel, with the port the frame came in on: a fixed set of
+// slots written by pollers with one atomic store each (MAC in the low 48
+// bits, port id + 1 in the next 15, 0 for an id that does not fit), drained
+// by the control loop. A lost note (two MACs in one slot) is noted again by
+// the MAC's next frame.
 type evpnClaims struct{ slots [64]atomic.Uint64 }
 
-func (c *evpnClaims) note(m flowtable.MAC) {
-	c.slots[uint64(m)*0x9e3779b97f4a7c15>>58].Store(uint64(m) | 1<<63)
+const claimPortBits = 15
+
+func (c *evpnClaims) note(m flowtable.MAC, port flowtable.Dest) {
+	p := uint64(0)
+	if uint64(port) < 1<<claimPortBits-1 {
+		p = uint64(port) + 1
+	}
+	c.slots[uint64(m)*0x9e3779b97f4a7c15>>58].Store(uint64(m) | p<<48 | 1<<63)
 }
 
-func (c *evpnClaims) drain(fn func(flowtable.MAC)) {
+// drain calls fn for each noted MAC; ok is false when the port is unknown.
+func (c *evpnClaims) drain(fn func(m flowtable.MAC, port flowtable.Dest, ok bool)) {
 	for i := range c.slots {
 		if v := c.slots[i].Swap(0); v != 0 {
-			fn(flowtable.MAC(v &^ (1 << 63)))
+			p := (v >> 48) & (1<<claimPortBits - 1)
+			fn(flowtable.MAC(v&(1<<48-1)), flowtable.Dest(p-1), p != 0)
 		}
 	}
 }
@@ -485,6 +496,8 @@ func (e *evpnState) localLoop() {
 		}
 		if e.claims() {
 			soon = 4
+			e.scanLocal()
+			continue
 		}
 		if soon > 0 || n%4 == 0 {
 			soon = max(0, soon-1)
@@ -504,7 +517,7 @@ func (e *evpnState) claims() bool {
 		if b.claims == nil {
 			continue
 		}
-		b.claims.drain(func(m flowtable.MAC) {
+		b.claims.drain(func(m flowtable.MAC, port flowtable.Dest, portOK bool) {
 			a := e.applied[b.name]
 			if a == nil {
 				return
@@ -521,6 +534,9 @@ func (e *evpnState) claims() bool {
 			tr := s.tables[b.name]
 			tr.t.RemoveStatic(m)
 			delete(tr.statics, m)
+			if portOK { // learned there now: the scan that follows reports it
+				tr.t.Learn(m, port, s.clock.Now())
+			}
 			any = true
 			e.log.Info("EVPN MAC seen on a local port: moving it here", zap.String("bridge", b.name), zap.Stringer("mac", m))
 		})

@@ -191,7 +191,7 @@ func TestEVPNDataplane(t *testing.T) {
 }
 
 // TestEVPNClaim: a local frame claiming an EVPN MAC (the MAC moved here)
-// removes the entry, so that the next frame is learned locally; a newer
+// replaces the entry by one learned on the frame's port; a newer
 // route ends the claim, a withdraw forgets it.
 func TestEVPNClaim(t *testing.T) {
 	sw := evpnSwitch(t)
@@ -201,20 +201,17 @@ func TestEVPNClaim(t *testing.T) {
 	must(t, e.SetRemoteMAC(5000, m, vtep3, 2))
 	e.apply()
 	b := bridgeOf(sw.cur(), "br1")
-	if why := staticClaim(b, m, false); why != dropStaticMAC || e.claims() {
+	if why := staticClaim(b, m, 1, false); why != dropStaticMAC || e.claims() {
 		t.Errorf("a claim from a tunnel: %v, and it was taken as a local move", why)
 	}
-	if why := staticClaim(b, m, true); why != dropStaticMAC {
+	if why := staticClaim(b, m, 1, true); why != dropStaticMAC {
 		t.Errorf("claim reason %v", why)
 	}
 	if !e.claims() {
 		t.Fatal("the local claim was not handled")
 	}
-	if _, ok := b.table.Lookup(m); ok {
-		t.Error("the EVPN entry stayed after the local claim")
-	}
-	if r := b.table.Learn(m, flowtable.Dest(1), sw.clock.Now()); r != flowtable.LearnAdded {
-		t.Errorf("learning locally after the claim: %v", r)
+	if d, ok := b.table.Lookup(m); !ok || d != flowtable.Dest(1) {
+		t.Errorf("after the local claim: entry %v (%v); want learned on the claiming port", d, ok)
 	}
 	e.apply() // the claimed MAC is not put back
 	if d, _ := b.table.Lookup(m); d != flowtable.Dest(1) {

@@ -237,13 +237,13 @@ func (f *fabric) grown(nports, ntuns int) *fabric {
 // staticClaim is the drop reason of a frame whose source MAC is static on
 // another Dest: own_mac when it is the internal port's MAC, static_mac for
 // a configured entry. Only frames refused by Learn get here.
-func staticClaim(br *bridge, m flowtable.MAC, local bool) dropReason {
+func staticClaim(br *bridge, m flowtable.MAC, src flowtable.Dest, local bool) dropReason {
 	d, ok := br.table.Lookup(m)
 	if ok && br.internal != nil && d == br.internal.dest {
 		return dropOwnMAC
 	}
 	if ok && local && br.claims != nil && d&tunnelBit != 0 {
-		br.claims.note(m) // perhaps an EVPN MAC moving here (evpn.go)
+		br.claims.note(m, src) // perhaps an EVPN MAC moving here (evpn.go)
 	}
 	return dropStaticMAC
 }

@@ -311,7 +311,7 @@ func (c *core) decide(in *port, frame []byte, off, n int) (v verdict, why dropRe
 		// The source claims a MAC configured on another port (the
 		// internal port's own, or a static_macs entry): a spoof or a
 		// loop, never forwarded.
-		why = staticClaim(br, srcMAC, srcTun == nil)
+		why = staticClaim(br, srcMAC, src, srcTun == nil)
 		return
 	}
 	c.notePartial(in, frame[ioff:ioff+ilen])
