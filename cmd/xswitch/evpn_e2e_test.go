@@ -208,6 +208,10 @@ func TestEVPNFabricWithFRR(t *testing.T) {
 	if err != nil || !strings.Contains(text, "evpn") {
 		t.Errorf("ctl fdb (text) shows no evpn source: %v\n%s", err, text)
 	}
+	t.Logf("h1 ctl fdb:\n%s", text)
+	if text, err := f.xs[0].Ctl("show"); err != nil || !strings.Contains(text, "(evpn)") {
+		t.Errorf("ctl show (text) shows no evpn tunnel: %v\n%s", err, text)
+	}
 	// ctl bgp: both neighbours, routes counted; the text form too.
 	st := bgpOf(t, f.xs[0])
 	if len(st.VNIs) != 1 || len(st.VNIs[0].FloodVTEPs) != n-1 || st.VNIs[0].RemoteMACs < n-1 {
@@ -221,7 +225,8 @@ func TestEVPNFabricWithFRR(t *testing.T) {
 	if text, err := f.xs[0].Ctl("bgp"); err != nil || !strings.Contains(text, evpnRR1) || !strings.Contains(text, "established") {
 		t.Errorf("ctl bgp (text): %v\n%s", err, text)
 	} else {
-		t.Logf("h1 ctl bgp:\n%s", text)
+		js, _ := f.xs[0].Ctl("bgp", "--json")
+		t.Logf("h1 ctl bgp:\n%s\n%s", text, js)
 	}
 	// The reflectors list every host's type-3 route, next hop = its VTEP.
 	for _, rr := range f.rrs {
