@@ -569,7 +569,8 @@ func (c *Config) Validate() error {
 // validateEVPN checks the evpn: section: its own settings (evpn package,
 // with the underlay's first local address as the default endpoint), and
 // that every EVPN VNI is the VNI of a bridge. With no evpn.vnis, every
-// bridge with a VNI is an EVPN instance.
+// bridge with a `vni:` key is an EVPN instance (not those with only
+// tunnels: adding such a bridge by reload must not change evpn).
 func (c *Config) validateEVPN(vnis map[uint32]string, bad func(string, string, ...any)) []error {
 	e := c.EVPN
 	if e == nil {
@@ -580,7 +581,7 @@ func (c *Config) validateEVPN(vnis map[uint32]string, bad func(string, string, .
 	}
 	if len(e.VNIs) == 0 {
 		for _, b := range c.Bridges {
-			if b.VNIKey != nil || len(b.Tunnels) > 0 {
+			if b.VNIKey != nil && *b.VNIKey >= 0 && *b.VNIKey <= 0xffffff {
 				e.VNIs = append(e.VNIs, evpn.VNIConfig{VNI: int64(b.VNI)})
 			}
 		}

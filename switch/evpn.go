@@ -558,7 +558,7 @@ func (e *evpnState) scanLocal() {
 	}
 	var evs []ev
 	for _, b := range f.bridges {
-		if _, ok := e.want[b.vni]; !ok || !s.cfg.EVPNBridge(b.cfg) {
+		if b.claims == nil { // not an EVPN bridge (buildFabric gives only those a box)
 			continue
 		}
 		cur := map[flowtable.MAC]bool{}

@@ -15,6 +15,7 @@ bridges:
     vni: 5000
     address: 198.19.0.1/24
   - name: br2
+    vni: 6000
     internal: false
     tunnels: [{remote_ip: 198.18.0.2, key: 6000}]
 evpn:
