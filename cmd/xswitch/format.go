@@ -129,7 +129,10 @@ func formatShow(w io.Writer, s *vswitch.Status) {
 			offloadLines(w, "    ", b.Ports[i].Offloads)
 		}
 		for _, t := range b.Tunnels {
-			fmt.Fprintf(w, "  tunnel %s -> %s key %d (%s)", t.Local, t.Remote, t.Key, t.Source)
+			fmt.Fprintf(w, "  tunnel %s -> %s key %d", t.Local, t.Remote, t.Key)
+			if t.Source != "" {
+				fmt.Fprintf(w, " (%s)", t.Source)
+			}
 			if len(t.Options) > 0 {
 				fmt.Fprintf(w, " options %s", strings.Join(t.Options, ","))
 			}
