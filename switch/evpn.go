@@ -148,12 +148,17 @@ func (e *evpnState) change(vni uint32, fn func(w *evpnWant)) error {
 	}
 	e.mu.Unlock()
 	if err == nil {
-		select {
-		case e.kick <- struct{}{}:
-		default:
-		}
+		e.poke()
 	}
 	return err
+}
+
+// poke wakes the applier.
+func (e *evpnState) poke() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
 }
 
 // AddTunnel implements evpn.Dataplane.
@@ -383,10 +388,7 @@ func (e *evpnState) adopt(k tunKey, t *tunnel) bool {
 	}
 	e.owned[k] = t
 	e.applied = map[string]*evpnApplied{} // differs from any wanted state: apply rebuilds
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
+	e.poke()
 	return true
 }
 

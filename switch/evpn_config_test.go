@@ -63,3 +63,26 @@ evpn:
 		t.Errorf("reload of the same evpn section: %v", err)
 	}
 }
+
+// FuzzParseEVPNConfig: any variation of a configuration with an evpn:
+// section gives a config or an error, never a panic; an accepted one has
+// every EVPN VNI on a bridge.
+func FuzzParseEVPNConfig(f *testing.F) {
+	f.Add([]byte(evpnYAML))
+	f.Add([]byte("underlay: {interface: eth0, local_ip: 2001:2::1}\nbridges: [{name: br1, vni: 1}]\nevpn: {asn: 1, router_id: 1.2.3.4, neighbors: [{address: \"::1\"}], vnis: [{vni: 1, rd: \"1:1\", route_targets: [\"1.2.3.4:5\"]}]}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil || c.EVPN == nil {
+			return
+		}
+		for _, v := range c.EVPN.VNIs {
+			found := false
+			for i := range c.Bridges {
+				found = found || (c.Bridges[i].VNI == uint32(v.VNI) && c.EVPNBridge(&c.Bridges[i]))
+			}
+			if !found {
+				t.Fatalf("accepted evpn VNI %d without a bridge", v.VNI)
+			}
+		}
+	})
+}

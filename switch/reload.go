@@ -83,6 +83,9 @@ func (s *Switch) Apply(nc *Config) (*ReloadResult, error) {
 	}
 	s.dp.waitGen(f.gen)
 	s.retireRemoved(old, p)
+	if s.ev != nil {
+		s.ev.poke() // EVPN tunnels of a removed bridge go, a new bridge gets its routes' tunnels
+	}
 	res.Generation = f.gen
 	s.log.Info("configuration applied", zap.Uint64("generation", f.gen), zap.Strings("added", res.Added), zap.Strings("removed", res.Removed),
 		zap.Strings("changed", res.Changed), zap.Int("kept", res.Kept), zap.Strings("warnings", res.Warnings))
