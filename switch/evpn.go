@@ -387,7 +387,8 @@ func (e *evpnState) adopt(k tunKey, t *tunnel) bool {
 		return false
 	}
 	e.owned[k] = t
-	e.applied = map[string]*evpnApplied{} // differs from any wanted state: apply rebuilds
+	// Not in the fabric now: the next application differs and puts it back.
+	a.tunnels = slices.DeleteFunc(slices.Clone(a.tunnels), func(v netip.Addr) bool { return v == k.remote })
 	e.poke()
 	return true
 }

@@ -3,6 +3,7 @@ package vswitch
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"xswitch/flowtable"
@@ -26,6 +27,11 @@ evpn:
 // evpnSwitch is a switch (not started: no pollers, no speaker) whose
 // evpnState the tests drive directly, applying synchronously.
 func evpnSwitch(t *testing.T) *Switch {
+	sw, _ := evpnSwitchNS(t)
+	return sw
+}
+
+func evpnSwitchNS(t *testing.T) (*Switch, string) {
 	testnet.RequireRoot(t)
 	_, ns := lifeHost(t)
 	cfg, err := ParseConfig([]byte(evpnYAML))
@@ -37,7 +43,7 @@ func evpnSwitch(t *testing.T) *Switch {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sw.Close() })
-	return sw
+	return sw, ns
 }
 
 func bridgeOf(f *fabric, name string) *bridge {
@@ -228,5 +234,60 @@ func TestEVPNClaim(t *testing.T) {
 	e.apply()
 	if len(e.want[5000].claimed) != 0 || len(e.want[5000].macs) != 0 || len(e.owned) != 0 {
 		t.Errorf("state left: %+v, owned %d", e.want[5000], len(e.owned))
+	}
+}
+
+// TestEVPNReloadHandover: a reload removing a configured tunnel the EVPN
+// routes still use hands it to EVPN (it stays, now "evpn"); one adding a
+// configured tunnel to a remote EVPN reaches takes the tunnel over (it
+// stays, now "static", and outlives the routes).
+func TestEVPNReloadHandover(t *testing.T) {
+	sw, ns := evpnSwitchNS(t)
+	e := sw.ev
+	must(t, e.AddTunnel(6000, vtep2)) // br2's configured tunnel
+	must(t, e.AddTunnel(5000, vtep3))
+	e.apply()
+	reload := func(yaml string) {
+		t.Helper()
+		c, err := ParseConfig([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testnet.Do(ns, func() error { _, err := sw.Apply(c); return err }); err != nil {
+			t.Fatal(err)
+		}
+		e.apply() // what the applier, woken by the reload, does
+	}
+	sourceOf := func(bridge string, v netip.Addr) string {
+		b := bridgeOf(sw.cur(), bridge)
+		if t := b.findRemote(v); t != nil {
+			return sw.tunnelSource(t)
+		}
+		return "none"
+	}
+	// br2 without its tunnel; br1 with a configured tunnel to vtep3.
+	reload(strings.Replace(strings.Replace(evpnYAML, "    tunnels: [{remote_ip: 198.18.0.2, key: 6000}]\n", "", 1),
+		"    vni: 5000\n", "    vni: 5000\n    tunnels: [{remote_ip: 198.18.0.3, key: 5000}]\n", 1))
+	if got := sourceOf("br2", vtep2); got != "evpn" {
+		t.Errorf("br2 tunnel to %v after its removal from the file: %s, want evpn", vtep2, got)
+	}
+	if got := sourceOf("br1", vtep3); got != "static" {
+		t.Errorf("br1 tunnel to %v after adding it to the file: %s, want static", vtep3, got)
+	}
+	if n := len(bridgeOf(sw.cur(), "br1").tunnels); n != 1 {
+		t.Errorf("br1 has %d tunnels, want 1 (shared)", n)
+	}
+	// The routes go: the EVPN tunnel goes, the configured one stays.
+	must(t, e.RemoveTunnel(6000, vtep2))
+	must(t, e.RemoveTunnel(5000, vtep3))
+	e.apply()
+	if got := sourceOf("br2", vtep2); got != "none" {
+		t.Errorf("br2 tunnel to %v after its routes went: %s", vtep2, got)
+	}
+	if got := sourceOf("br1", vtep3); got != "static" {
+		t.Errorf("br1 configured tunnel after the routes went: %s", got)
+	}
+	if len(sw.tuns) != 1 || len(e.owned) != 0 {
+		t.Errorf("tunnels %d, owned %d; want 1, 0", len(sw.tuns), len(e.owned))
 	}
 }
