@@ -291,3 +291,34 @@ func TestEVPNReloadHandover(t *testing.T) {
 		t.Errorf("tunnels %d, owned %d; want 1, 0", len(sw.tuns), len(e.owned))
 	}
 }
+
+// TestUnknownUnicastLocal: with evpn.flood_unknown_unicast false (the
+// bridge's uuLocal), unknown unicast from a local port goes to the local
+// ports only; broadcast still goes to every tunnel. Without it, both go to
+// the tunnels.
+func TestUnknownUnicastLocal(t *testing.T) {
+	unknown := []byte{2, 0, 0, 0, 9, 9}
+	for _, local := range []bool{false, true} {
+		r := newRig(t)
+		br := r.f.bridges[0]
+		br.uuLocal = local
+		wantUU := len(br.tunnels)
+		if local {
+			wantUU = 0
+		}
+		r.c.forward(r.a, []desc{r.frame(eth(unknown, macA, 60))})
+		if n := len(r.c.pend[0]); n != wantUU {
+			t.Errorf("uuLocal %v: unknown unicast reached %d tunnels, want %d", local, n, wantUU)
+		}
+		if n := len(r.c.pend[r.b.id]); n != 1 {
+			t.Errorf("uuLocal %v: unknown unicast reached the other local port %d times, want 1", local, n)
+		}
+		r.tapRead0()
+		r.reset()
+		r.c.forward(r.a, []desc{r.frame(eth(bcast, macA, 60))})
+		if n := len(r.c.pend[0]); n != len(br.tunnels) {
+			t.Errorf("uuLocal %v: broadcast reached %d tunnels, want %d", local, n, len(br.tunnels))
+		}
+		r.tapRead0()
+	}
+}

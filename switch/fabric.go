@@ -180,6 +180,7 @@ func (s *Switch) buildFabric(c *Config) *fabric {
 				f.tunnels[t.id] = t
 			}
 			b.claims = s.ev.claimsFor(bc)
+			b.uuLocal = b.claims != nil && !c.EVPN.FloodUnknown()
 		}
 		if len(b.tunnels) > 0 {
 			f.byVNI[b.vni] = b

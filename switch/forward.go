@@ -83,6 +83,7 @@ type bridge struct {
 	tunnels  []*tunnel
 	cfg      *BridgeConfig
 	claims   *evpnClaims // EVPN bridges: MACs local frames claimed (evpn.go)
+	uuLocal  bool        // unknown unicast is not flooded to tunnels (evpn.flood_unknown_unicast: false)
 }
 
 // findRemote returns the tunnel of remote a, or nil. Bridges have few
@@ -225,7 +226,9 @@ func (c *core) forward(in *port, descs []desc) {
 				c.toPort(c.f.ports[dst], frame, base, ioff, ilen)
 			}
 		case verdictFlood:
-			c.flood(br, in, srcTun != nil, frame, base, ioff, ilen)
+			// Unknown unicast of a bridge that keeps it local (EVPN
+			// flood_unknown_unicast: false) goes to no tunnel.
+			c.flood(br, in, srcTun != nil || (br.uuLocal && frame[ioff]&1 == 0), frame, base, ioff, ilen)
 		default:
 			if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
 				c.tctr[srcTun.id].drops[why]++
