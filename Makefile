@@ -25,7 +25,7 @@ MODIFIED ?= $(if $(IN_GIT),$(shell test -z "$$(git status --porcelain)" && echo 
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION)) $(if $(REVISION),-X main.revision=$(REVISION)) \
             $(if $(REVTIME),-X main.revisionTime=$(REVTIME)) $(if $(MODIFIED),-X main.revisionModified=$(MODIFIED))
 
-.PHONY: all build install test race vet fmtcheck fuzz bench bench-tcp demo deps clean
+.PHONY: fabric-demo all build install test race vet fmtcheck fuzz bench bench-tcp demo deps clean
 
 all: build
 
@@ -89,6 +89,14 @@ bench-tcp:
 
 demo: deps build
 	./cmd/xswitch/demo.sh
+
+# The BGP EVPN fabric measured (docs/fabric.md): FABRIC_HOSTS xswitch hosts
+# with a VM namespace each and two FRR route reflectors, against the same
+# hosts with a static full mesh of tunnels. Root; prints the FIGURE lines.
+FABRIC_HOSTS ?= 16
+fabric-demo: deps build
+	XSWITCH_FABRIC_DEMO=1 XSWITCH_FABRIC_HOSTS=$(FABRIC_HOSTS) $(GO) test -count=1 -v -timeout 20m \
+	  -run '^TestFabricDemo$$' ./cmd/xswitch | grep -E 'FIGURE|^(---|ok|FAIL|PASS)|Error|error'
 
 clean:
 	rm -rf bin

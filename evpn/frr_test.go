@@ -3,151 +3,58 @@ package evpn
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"xswitch/internal/capture"
+	"xswitch/internal/frrpeer"
 	"xswitch/internal/testnet"
 	"xswitch/internal/wait"
 )
 
 const (
-	frrBgpd    = "/usr/lib/frr/bgpd"
 	rrPassword = "xswitch-md5"
 	asn        = 65000
 	settle     = 60 * time.Second // bound of every wait for BGP to converge
 )
 
 // frrRR is one FRR bgpd route reflector in its own namespace
-// (docs: ../shared/frr-rr.md): no zebra, no kernel routes, its own vty
-// socket directory, so it never touches the system's FRR.
+// (internal/frrpeer: no zebra, no kernel routes, its own vty socket
+// directory, so it never touches the system's FRR).
 type frrRR struct {
-	ns, addr, dir string
-	pid           int
+	*frrpeer.Reflector
+	ns, addr string
 }
 
-func startFRR(t *testing.T, n *testnet.Net, ns, addr, password string) *frrRR {
+func startFRR(t *testing.T, _ *testnet.Net, ns, addr, password string) *frrRR {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "xswitch-frr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pw := ""
-	if password != "" {
-		pw = " neighbor HOSTS password " + password + "\n"
-	}
-	conf := fmt.Sprintf(`router bgp %d
- bgp router-id %s
- bgp cluster-id %s
- no bgp default ipv4-unicast
- timers bgp 1 3
- neighbor HOSTS peer-group
- neighbor HOSTS remote-as %d
-%s bgp listen range 198.18.7.0/24 peer-group HOSTS
- address-family l2vpn evpn
-  neighbor HOSTS activate
-  neighbor HOSTS route-reflector-client
- exit-address-family
-`, asn, addr, addr, asn, pw)
-	if err := os.WriteFile(filepath.Join(dir, "bgpd.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("chown", "-R", "frr:frr", dir).CombinedOutput(); err != nil {
-		t.Fatalf("chown %s: %v: %s", dir, err, out)
-	}
-	n.Run(ns, frrBgpd, "-d", "-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid"),
-		"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-n", "-Z")
-	r := &frrRR{ns: ns, addr: addr, dir: dir}
-	wait.For(t, 10*time.Second, "bgpd pid file in "+dir, func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "bgpd.pid"))
-		if err != nil {
-			return false
-		}
-		r.pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil && r.pid > 0
-	})
-	t.Cleanup(r.kill)
-	return r
+	r := frrpeer.Start(t, ns, frrpeer.Options{ASN: asn, Addr: addr, ListenRange: "198.18.7.0/24", Password: password})
+	return &frrRR{Reflector: r, ns: ns, addr: addr}
 }
 
-func (r *frrRR) kill() {
-	if r.pid > 0 {
-		_ = syscall.Kill(r.pid, syscall.SIGKILL)
-		r.pid = 0
-	}
-}
+func (r *frrRR) kill() { r.Kill() }
 
 func (r *frrRR) vtysh(t *testing.T, cmd string) string {
 	t.Helper()
-	out, err := testnet.Try(r.ns, "vtysh", "--vty_socket", r.dir, "-d", "bgpd", "-c", cmd)
+	out, err := r.Vtysh(cmd)
 	if err != nil {
 		t.Fatalf("vtysh on %s: %v", r.ns, err)
 	}
 	return out
 }
 
-// frrRoute is one EVPN route in FRR's table, as `show bgp l2vpn evpn route
-// detail json` gives it.
-type frrRoute struct {
-	rd, prefix, nexthop string
-	vni                 string
-	extComm             string
-}
-
-// frrRoutes reads FRR's EVPN table. The JSON nests RD -> prefix -> paths;
-// each path lists next hops, the label (the VNI: RFC 8365 carries it in the
-// label field) and the extended communities as one string.
-func (r *frrRR) routes(t *testing.T) []frrRoute {
+func (r *frrRR) routes(t *testing.T) []frrpeer.Route {
 	t.Helper()
-	raw := r.vtysh(t, "show bgp l2vpn evpn route detail json")
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(raw), &top); err != nil {
-		t.Fatalf("FRR JSON: %v: %.400s", err, raw)
+	rs, err := r.Routes()
+	if err != nil {
+		t.Fatalf("%s: %v", r.ns, err)
 	}
-	var out []frrRoute
-	for rd, v := range top {
-		var prefixes map[string]json.RawMessage
-		if json.Unmarshal(v, &prefixes) != nil {
-			continue // a scalar: numPrefix, numPaths, ...
-		}
-		for prefix, pv := range prefixes {
-			var dest struct {
-				Paths [][]struct {
-					VNI      any                     `json:"vni"`
-					Label    any                     `json:"remoteLabel"`
-					ExtComm  struct{ String string } `json:"extendedCommunity"`
-					Nexthops []struct{ IP string }   `json:"nexthops"`
-				} `json:"paths"`
-			}
-			if json.Unmarshal(pv, &dest) != nil {
-				continue // rd, other scalars
-			}
-			for _, ps := range dest.Paths {
-				for _, p := range ps {
-					fr := frrRoute{rd: rd, prefix: prefix, extComm: p.ExtComm.String}
-					if len(p.Nexthops) > 0 {
-						fr.nexthop = p.Nexthops[0].IP
-					}
-					if p.VNI != nil {
-						fr.vni = fmt.Sprint(p.VNI)
-					} else if p.Label != nil {
-						fr.vni = fmt.Sprint(p.Label)
-					}
-					out = append(out, fr)
-				}
-			}
-		}
-	}
-	return out
+	return rs
 }
 
 type fabric struct {
@@ -162,9 +69,7 @@ type fabric struct {
 // hosts hang off it by veth, addresses 198.18.7.0/24.
 func buildFabric(t *testing.T, hosts int) *fabric {
 	testnet.RequireRoot(t)
-	if _, err := os.Stat(frrBgpd); err != nil {
-		t.Fatalf("%s not found: install Debian's frr (make deps): %v", frrBgpd, err)
-	}
+	frrpeer.Require(t)
 	for _, tool := range []string{"vtysh", "tshark", "tcpdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (make deps): %v", tool, err)
@@ -266,7 +171,7 @@ func (f *fabric) converge(t *testing.T, what string, w want) {
 		var got *dpState
 		if !wait.Until(settle, func() bool { got = h.state(); return sameState(*got, exp) }) {
 			for _, rr := range f.rrs {
-				if rr.pid > 0 {
+				if rr.Running() {
 					t.Logf("%s:\n%s\n%s", rr.ns, rr.vtysh(t, "show bgp l2vpn evpn summary"), rr.vtysh(t, "show bgp l2vpn evpn route"))
 				}
 			}
@@ -367,16 +272,16 @@ func TestEVPNWithFRR(t *testing.T) {
 func (f *fabric) checkFRR(t *testing.T) {
 	for _, rr := range f.rrs {
 		routes := rr.routes(t)
-		sort.Slice(routes, func(i, j int) bool { return routes[i].prefix < routes[j].prefix })
+		sort.Slice(routes, func(i, j int) bool { return routes[i].Prefix < routes[j].Prefix })
 		t.Logf("%s lists %d EVPN paths, e.g. %+v", rr.ns, len(routes), routes[:min(2, len(routes))])
 		for i, vtep := range f.vtep {
 			for _, vni := range []string{"5000", "6000"} {
 				found := false
 				for _, r := range routes {
-					if r.rd == vtep+":"+vni && strings.HasPrefix(r.prefix, "[3]:") && r.nexthop == vtep {
+					if r.RD == vtep+":"+vni && strings.HasPrefix(r.Prefix, "[3]:") && r.NextHop == vtep {
 						found = true
-						if !strings.Contains(r.extComm, "RT:65000:"+vni) || !strings.Contains(r.extComm, "ET:19") {
-							t.Errorf("%s: h%d type-3 VNI %s: communities %q lack RT:65000:%s or ET:19 (Geneve)", rr.ns, i+1, vni, r.extComm, vni)
+						if !strings.Contains(r.ExtComm, "RT:65000:"+vni) || !strings.Contains(r.ExtComm, "ET:19") {
+							t.Errorf("%s: h%d type-3 VNI %s: communities %q lack RT:65000:%s or ET:19 (Geneve)", rr.ns, i+1, vni, r.ExtComm, vni)
 						}
 					}
 				}
@@ -387,13 +292,13 @@ func (f *fabric) checkFRR(t *testing.T) {
 			for _, m := range []struct{ vni, mac string }{{"5000", macOf(i, 1)}, {"5000", macOf(i, 2)}, {"6000", macOf(i, 3)}} {
 				found := false
 				for _, r := range routes {
-					if r.rd == vtep+":"+m.vni && strings.HasPrefix(r.prefix, "[2]:") && strings.Contains(r.prefix, m.mac) {
+					if r.RD == vtep+":"+m.vni && strings.HasPrefix(r.Prefix, "[2]:") && strings.Contains(r.Prefix, m.mac) {
 						found = true
-						if !strings.Contains(r.extComm, "ET:19") {
-							t.Errorf("%s: type-2 %s: communities %q lack the Geneve encapsulation (ET:19)", rr.ns, r.prefix, r.extComm)
+						if !strings.Contains(r.ExtComm, "ET:19") {
+							t.Errorf("%s: type-2 %s: communities %q lack the Geneve encapsulation (ET:19)", rr.ns, r.Prefix, r.ExtComm)
 						}
-						if r.nexthop != vtep || r.vni != m.vni {
-							t.Errorf("%s: type-2 %s: next hop %s VNI %s, want %s %s", rr.ns, r.prefix, r.nexthop, r.vni, vtep, m.vni)
+						if r.NextHop != vtep || r.VNI != m.vni {
+							t.Errorf("%s: type-2 %s: next hop %s VNI %s, want %s %s", rr.ns, r.Prefix, r.NextHop, r.VNI, vtep, m.vni)
 						}
 					}
 				}

@@ -143,6 +143,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- counter(optionsReceived, o.Count, o.Class, o.Type)
 	}
 	ch <- counter(optionsOverflow, st.OptionsOverflow)
+	collectEVPN(ch, c.src)
 }
 
 func (c *Collector) collectPorts(ch chan<- prometheus.Metric, ports []vswitch.PortStats) {

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"xswitch/evpn"
 	"xswitch/flowtable"
 	"xswitch/geneve"
 	"xswitch/xsk"
@@ -73,6 +74,9 @@ type Config struct {
 	Bridges []BridgeConfig `yaml:"bridges"`
 	// Metrics serves Prometheus metrics (config_metrics.go).
 	Metrics MetricsConfig `yaml:"metrics"`
+	// EVPN is the BGP EVPN control plane (docs/fabric.md): tunnels, flood
+	// lists and remote MACs of the bridges of its VNIs come from BGP routes.
+	EVPN *evpn.Config `yaml:"evpn"`
 
 	known geneve.KnownOptions
 	idle  idleConfig
@@ -157,6 +161,9 @@ type BridgeConfig struct {
 	// StaticMACs are MAC table entries that never age and are never moved
 	// by learning, each to a port or a tunnel of this bridge.
 	StaticMACs []StaticMACConfig `yaml:"static_macs"`
+	// VNIKey is the bridge's VNI when it has no tunnels (an EVPN bridge);
+	// with tunnels it must equal their key.
+	VNIKey *int64 `yaml:"vni"`
 
 	Prefixes []netip.Prefix `yaml:"-"` // parsed Address + Addresses
 	HWAddr   []byte         `yaml:"-"` // parsed MAC, nil if none
@@ -536,15 +543,73 @@ func (c *Config) Validate() error {
 			}
 		}
 		validateStaticMACs(bf, b, remotes, bad)
-		if len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff {
-			b.VNI = uint32(b.Tunnels[0].Key)
+		b.VNI = 0
+		vf := ""
+		switch {
+		case b.VNIKey != nil && (*b.VNIKey < 0 || *b.VNIKey > 0xffffff):
+			bad(bf+".vni", "%d is out of range; a VNI is 24 bits: 0..16777215", *b.VNIKey)
+		case b.VNIKey != nil && len(b.Tunnels) > 0 && b.Tunnels[0].Key != *b.VNIKey:
+			bad(bf+".vni", "%d differs from tunnels[0].key %d; a bridge is one VNI: write the same number or leave one out", *b.VNIKey, b.Tunnels[0].Key)
+		case b.VNIKey != nil:
+			b.VNI, vf = uint32(*b.VNIKey), bf+".vni"
+		case len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff:
+			b.VNI, vf = uint32(b.Tunnels[0].Key), bf+".tunnels[0].key"
+		}
+		if vf != "" {
 			if prev, ok := vnis[b.VNI]; ok {
-				bad(bf+".tunnels[0].key", "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
+				bad(vf, "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
 			}
 			vnis[b.VNI] = bf
 		}
 	}
+	errs = append(errs, c.validateEVPN(vnis, bad)...)
 	return errors.Join(errs...)
+}
+
+// validateEVPN checks the evpn: section: its own settings (evpn package,
+// with the underlay's first local address as the default endpoint), and
+// that every EVPN VNI is the VNI of a bridge. With no evpn.vnis, every
+// bridge with a `vni:` key is an EVPN instance (not those with only
+// tunnels: adding such a bridge by reload must not change evpn).
+func (c *Config) validateEVPN(vnis map[uint32]string, bad func(string, string, ...any)) []error {
+	e := c.EVPN
+	if e == nil {
+		return nil
+	}
+	if c.Underlay == nil {
+		bad("underlay", "missing, but evpn is configured; EVPN tunnels need an underlay, e.g. underlay: {interface: eth0}")
+	}
+	if len(e.VNIs) == 0 {
+		for _, b := range c.Bridges {
+			if b.VNIKey != nil && *b.VNIKey >= 0 && *b.VNIKey <= 0xffffff {
+				e.VNIs = append(e.VNIs, evpn.VNIConfig{VNI: int64(b.VNI)})
+			}
+		}
+	}
+	var local netip.Addr
+	if c.Underlay != nil && len(c.Underlay.Local) > 0 {
+		local = c.Underlay.Local[0]
+	}
+	errs := e.Validate("evpn", local)
+	for i, v := range e.VNIs {
+		if _, ok := vnis[uint32(v.VNI)]; !ok && v.VNI >= 0 && v.VNI <= 0xffffff {
+			bad(fmt.Sprintf("evpn.vnis[%d].vni", i), "%d is the VNI of no bridge; give a bridge `vni: %d` (and no tunnels, or tunnels with key %d)", v.VNI, v.VNI, v.VNI)
+		}
+	}
+	return errs
+}
+
+// EVPNBridge reports whether bridge b's VNI is an EVPN instance.
+func (c *Config) EVPNBridge(b *BridgeConfig) bool {
+	if c.EVPN == nil {
+		return false
+	}
+	for _, v := range c.EVPN.VNIs {
+		if uint32(v.VNI) == b.VNI && (b.VNIKey != nil || len(b.Tunnels) > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // validateStaticMACs checks a bridge's static_macs: unicast MACs, each once,

@@ -171,6 +171,17 @@ func (s *Switch) buildFabric(c *Config) *fabric {
 			f.tunnels[t.id] = t
 			b.tunnels = append(b.tunnels, t)
 		}
+		if s.ev != nil {
+			b.tunnels = append(b.tunnels, s.ev.tunnelsFor(bc)...)
+			for _, t := range b.tunnels {
+				if t.br == nil {
+					t.br = b
+				}
+				f.tunnels[t.id] = t
+			}
+			b.claims = s.ev.claimsFor(bc)
+			b.uuLocal = b.claims != nil && !c.EVPN.FloodUnknown()
+		}
 		if len(b.tunnels) > 0 {
 			f.byVNI[b.vni] = b
 		}
@@ -227,9 +238,13 @@ func (f *fabric) grown(nports, ntuns int) *fabric {
 // staticClaim is the drop reason of a frame whose source MAC is static on
 // another Dest: own_mac when it is the internal port's MAC, static_mac for
 // a configured entry. Only frames refused by Learn get here.
-func staticClaim(br *bridge, m flowtable.MAC) dropReason {
-	if d, ok := br.table.Lookup(m); ok && br.internal != nil && d == br.internal.dest {
+func staticClaim(br *bridge, m flowtable.MAC, src flowtable.Dest, local bool) dropReason {
+	d, ok := br.table.Lookup(m)
+	if ok && br.internal != nil && d == br.internal.dest {
 		return dropOwnMAC
+	}
+	if ok && local && br.claims != nil && d&tunnelBit != 0 {
+		br.claims.note(m, src) // perhaps an EVPN MAC moving here (evpn.go)
 	}
 	return dropStaticMAC
 }

@@ -82,6 +82,8 @@ type bridge struct {
 	internal *port   // nil without internal port
 	tunnels  []*tunnel
 	cfg      *BridgeConfig
+	claims   *evpnClaims // EVPN bridges: MACs local frames claimed (evpn.go)
+	uuLocal  bool        // unknown unicast is not flooded to tunnels (evpn.flood_unknown_unicast: false)
 }
 
 // findRemote returns the tunnel of remote a, or nil. Bridges have few
@@ -224,7 +226,9 @@ func (c *core) forward(in *port, descs []desc) {
 				c.toPort(c.f.ports[dst], frame, base, ioff, ilen)
 			}
 		case verdictFlood:
-			c.flood(br, in, srcTun != nil, frame, base, ioff, ilen)
+			// Unknown unicast of a bridge that keeps it local (EVPN
+			// flood_unknown_unicast: false) goes to no tunnel.
+			c.flood(br, in, srcTun != nil || (br.uuLocal && frame[ioff]&1 == 0), frame, base, ioff, ilen)
 		default:
 			if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
 				c.tctr[srcTun.id].drops[why]++
@@ -310,7 +314,7 @@ func (c *core) decide(in *port, frame []byte, off, n int) (v verdict, why dropRe
 		// The source claims a MAC configured on another port (the
 		// internal port's own, or a static_macs entry): a spoof or a
 		// loop, never forwarded.
-		why = staticClaim(br, srcMAC)
+		why = staticClaim(br, srcMAC, src, srcTun == nil)
 		return
 	}
 	c.notePartial(in, frame[ioff:ioff+ilen])

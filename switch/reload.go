@@ -83,6 +83,9 @@ func (s *Switch) Apply(nc *Config) (*ReloadResult, error) {
 	}
 	s.dp.waitGen(f.gen)
 	s.retireRemoved(old, p)
+	if s.ev != nil {
+		s.ev.poke() // EVPN tunnels of a removed bridge go, a new bridge gets its routes' tunnels
+	}
 	res.Generation = f.gen
 	s.log.Info("configuration applied", zap.Uint64("generation", f.gen), zap.Strings("added", res.Added), zap.Strings("removed", res.Removed),
 		zap.Strings("changed", res.Changed), zap.Int("kept", res.Kept), zap.Strings("warnings", res.Warnings))
@@ -301,7 +304,7 @@ func (s *Switch) retireRemoved(old *Config, p *plan) {
 	}
 	for _, r := range p.delTuns {
 		t := s.tuns[r.key]
-		if t == nil {
+		if t == nil || (s.ev != nil && s.ev.adopt(r.key, t)) {
 			continue
 		}
 		delete(s.tuns, r.key)
@@ -369,6 +372,15 @@ func (s *Switch) applyStatics(c *Config, f *fabric) error {
 			if _, ok := want[m]; !ok {
 				tr.t.RemoveStatic(m)
 				delete(tr.statics, m)
+			}
+		}
+		if s.ev != nil {
+			evpnWant := map[flowtable.MAC]flowtable.Dest{}
+			s.ev.staticsFor(b, evpnWant)
+			for m, d := range evpnWant {
+				if _, ok := want[m]; !ok {
+					want[m] = d
+				}
 			}
 		}
 		for m, d := range want {

@@ -56,6 +56,7 @@ var restartOnly = []struct {
 	{"port_options", func(c *Config) any { return c.Ports }},
 	{"umem", func(c *Config) any { return c.UMEM }},
 	{"metrics", func(c *Config) any { return c.Metrics }},
+	{"evpn", func(c *Config) any { return c.EVPN }},
 }
 
 // diffConfig compares two valid configurations. It refuses a change of a

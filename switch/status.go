@@ -101,6 +101,7 @@ type TunnelStatus struct {
 	Local   string        `json:"local"`
 	Options []string      `json:"options,omitempty"`
 	NextHop NextHopStatus `json:"next_hop"`
+	Source  string        `json:"source"` // "static" (configured) or "evpn" (from BGP routes)
 }
 
 // NextHopStatus is a tunnel's resolved next hop.
@@ -123,6 +124,7 @@ type FDBEntry struct {
 	Remote string  `json:"remote,omitempty"` // tunnel entries: the remote endpoint
 	Age    float64 `json:"age"`              // seconds since last seen
 	Static bool    `json:"static,omitempty"`
+	Source string  `json:"source"` // "static" (configured or internal port), "learned" or "evpn"
 }
 
 // Stats is what `xswitch ctl stats` reports.

@@ -56,7 +56,8 @@ type Switch struct {
 	underlayLocal []netip.Addr
 
 	res *resolver
-	dp  dataPlane // AF_XDP ports, UMEM and pollers
+	dp  dataPlane  // AF_XDP ports, UMEM and pollers
+	ev  *evpnState // the EVPN speaker's data plane (evpn.go); nil without evpn:
 
 	failed  chan error
 	stop    chan struct{}
@@ -215,6 +216,9 @@ func New(c *Config, o Options) (*Switch, error) {
 	s.dp.s = s
 	s.dp.xports = map[int]*xsk.Port{}
 	s.links = newLinkWatch(s)
+	if c.EVPN != nil {
+		s.ev = newEVPNState(s)
+	}
 	if err := s.build(); err != nil {
 		if cerr := s.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and removing what was created: %v)", err, cerr)
@@ -297,6 +301,12 @@ func newTableRes(c *Config) *tableRes {
 
 // addTunnel creates the tunnel of tc (bridge bc) with a new id.
 func (s *Switch) addTunnel(bc *BridgeConfig, tc *TunnelConfig) *tunnel {
+	if t := s.tuns[tunKeyOf(bc, tc)]; t != nil && s.ev != nil && s.ev.isOwned(t) {
+		// An EVPN tunnel is now configured too: it stays, as configured.
+		s.ev.disown(t)
+		t.cfg = tc
+		return t
+	}
 	t := &tunnel{id: s.tunIDs.get(), remote: tc.Remote, cfg: tc}
 	t.dest = tunnelBit | flowtable.Dest(t.id)
 	for _, a := range s.underlayLocal {
@@ -328,12 +338,18 @@ func tunnelHeaderLen(tc *TunnelConfig) int {
 // the outer IP carries). lowered says the configured one did not fit.
 func (s *Switch) bridgeMTU(bc *BridgeConfig) (mtu int, lowered bool) {
 	mtu = bc.MTU
-	if len(bc.Tunnels) == 0 {
+	evpnBr := s.cfg.EVPNBridge(bc)
+	if len(bc.Tunnels) == 0 && !evpnBr {
 		return mtu, false
 	}
 	maxMTU := s.underlayMTU
 	for ti := range bc.Tunnels {
 		maxMTU = min(maxMTU, s.underlayMTU-tunnelHeaderLen(&bc.Tunnels[ti]))
+	}
+	if evpnBr { // EVPN tunnels: no options, any family of the underlay
+		for _, a := range s.underlayLocal {
+			maxMTU = min(maxMTU, s.underlayMTU-tunnelHeaderLen(&TunnelConfig{Remote: a}))
+		}
 	}
 	if mtu == 0 || mtu > maxMTU {
 		return maxMTU, mtu > maxMTU
@@ -394,6 +410,11 @@ func (s *Switch) Start() error {
 	if err := s.watchLinks(); err != nil {
 		return err
 	}
+	if s.ev != nil {
+		if err := s.ev.start(); err != nil {
+			return fmt.Errorf("EVPN: %w", err)
+		}
+	}
 	drops := newDropWatch(s)
 	s.wg.Add(1)
 	go func() {
@@ -449,6 +470,9 @@ func (s *Switch) pollerFailed(p *port, err error) {
 func (s *Switch) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if s.ev != nil {
+		s.ev.stopSpeaker() // first: the reflectors withdraw our routes at once
 	}
 	close(s.stop)
 	var errs []error
@@ -510,7 +534,7 @@ func (s *Switch) Status() Status {
 			bs.Ports = append(bs.Ports, ps)
 		}
 		for _, t := range b.tunnels {
-			tst := TunnelStatus{Remote: t.remote.String(), Key: b.vni, Local: t.local.String()}
+			tst := TunnelStatus{Remote: t.remote.String(), Key: b.vni, Local: t.local.String(), Source: s.tunnelSource(t)}
 			for _, o := range t.cfg.GenOptions {
 				tst.Options = append(tst.Options, fmt.Sprintf("0x%04x/0x%02x:%x", o.Class, o.Type, o.Data))
 			}
@@ -549,7 +573,7 @@ func (s *Switch) FDB() []FDBEntry {
 		es := b.table.Entries(now)
 		sort.Slice(es, func(i, j int) bool { return es[i].MAC < es[j].MAC })
 		for _, e := range es {
-			fe := FDBEntry{Bridge: b.name, VNI: b.vni, MAC: e.MAC.String(), Age: e.Age.Seconds(), Static: e.Static}
+			fe := FDBEntry{Bridge: b.name, VNI: b.vni, MAC: e.MAC.String(), Age: e.Age.Seconds(), Static: e.Static, Source: s.macSource(b, e)}
 			if e.Dest&tunnelBit != 0 {
 				id := int(e.Dest &^ tunnelBit)
 				if id >= len(f.tunnels) || f.tunnels[id].isTomb() {

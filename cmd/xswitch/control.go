@@ -292,6 +292,8 @@ func (s *controlServer) answer(cmd string) response {
 		data = st
 	case cmd == "fdb":
 		data = sw.FDB()
+	case cmd == "bgp":
+		data, resp.Error = bgpStatus(sw)
 	case cmd == "stats":
 		data = sw.Stats()
 	case cmd == "reload" && s.reload != nil:
@@ -304,7 +306,7 @@ func (s *controlServer) answer(cmd string) response {
 	case cmd == "fdb-flush" && len(args) <= 2:
 		data, resp.Error = flushFDB(sw, args[1:])
 	default:
-		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, stats, reload, fdb-flush [BRIDGE] or log-level [LEVEL]", cmd)
+		resp.Error = fmt.Sprintf("unknown command %q; use show, fdb, bgp, stats, reload, fdb-flush [BRIDGE] or log-level [LEVEL]", cmd)
 	}
 	s.mu.RUnlock()
 	if data != nil {

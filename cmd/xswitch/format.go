@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"xswitch/evpn"
 	vswitch "xswitch/switch"
 )
 
@@ -27,6 +28,12 @@ func formatText(w io.Writer, cmd string, data json.RawMessage) error {
 			return err
 		}
 		formatFDB(w, es)
+	case "bgp":
+		var s evpn.Status
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		formatBGP(w, &s)
 	case "stats":
 		var s vswitch.Stats
 		if err := json.Unmarshal(data, &s); err != nil {
@@ -123,6 +130,9 @@ func formatShow(w io.Writer, s *vswitch.Status) {
 		}
 		for _, t := range b.Tunnels {
 			fmt.Fprintf(w, "  tunnel %s -> %s key %d", t.Local, t.Remote, t.Key)
+			if t.Source != "" {
+				fmt.Fprintf(w, " (%s)", t.Source)
+			}
 			if len(t.Options) > 0 {
 				fmt.Fprintf(w, " options %s", strings.Join(t.Options, ","))
 			}
@@ -163,13 +173,13 @@ func formatReload(w io.Writer, r *vswitch.ReloadResult) {
 
 func formatFDB(w io.Writer, es []vswitch.FDBEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BRIDGE\tVNI\tMAC\tPORT\tAGE")
+	fmt.Fprintln(tw, "BRIDGE\tVNI\tMAC\tPORT\tAGE\tSOURCE")
 	for _, e := range es {
 		age := fmt.Sprintf("%.0fs", e.Age)
 		if e.Static {
 			age = "static"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", e.Bridge, e.VNI, e.MAC, e.Port, age)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.Bridge, e.VNI, e.MAC, e.Port, age, e.Source)
 	}
 	tw.Flush()
 }

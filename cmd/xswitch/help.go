@@ -60,6 +60,7 @@ Asks the running switch over its control socket.
 
   show              ports, bridges, tunnels and next hops; version, uptime
   fdb               the MAC tables
+  bgp               EVPN: BGP neighbours, routes per VNI, counters
   stats             packet, byte and drop counters
   reload            re-read the configuration file and apply the changes
   fdb-flush [BRIDGE] forget the learned MACs (of one bridge); static ones stay
@@ -83,8 +84,19 @@ their underlay next hop. --json adds the MAC table counters per bridge.
 
 const fdbHelp = `usage: xswitch ctl [--socket S] [--json] fdb
 
-Prints every learned MAC: bridge, VNI, MAC, the port (or tunnel:REMOTE) it
-was last seen on, and the seconds since.
+Prints every MAC entry: bridge, VNI, MAC, the port (or tunnel:REMOTE) it
+was last seen on, the seconds since (or static), and its source: learned,
+static (configured, or the internal port's own MAC) or evpn (a BGP EVPN
+type-2 route).
+`
+
+const bgpHelp = `usage: xswitch ctl [--socket S] [--json] bgp
+
+Prints the EVPN control plane (the evpn: section, docs/fabric.md): router
+id, AS, tunnel endpoint; per BGP neighbour its state, uptime and the EVPN
+routes received, accepted and advertised; per VNI the flood list (VTEPs of
+the type-3 routes), remote and local MACs and routes; the counters of
+ignored routes by reason. An error without an evpn: section.
 `
 
 const statsHelp = `usage: xswitch ctl [--socket S] [--json] stats
@@ -153,6 +165,7 @@ type ctlCommand struct {
 var ctlCommands = map[string]ctlCommand{
 	"show":      {help: showHelp},
 	"fdb":       {help: fdbHelp},
+	"bgp":       {help: bgpHelp},
 	"stats":     {help: statsHelp},
 	"reload":    {help: reloadHelp},
 	"fdb-flush": {maxArgs: 1, help: fdbFlushHelp},

@@ -257,13 +257,13 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		if help {
 			return printHelp(stdout, ctlHelp)
 		}
-		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, stats, reload, fdb-flush, log-level, trace, capture\n"+ctlHelp)
+		fmt.Fprint(stderr, "xswitch ctl: give one of show, fdb, bgp, stats, reload, fdb-flush, log-level, trace, capture\n"+ctlHelp)
 		return 2
 	}
 	cmd := rest[0]
 	c, ok := ctlCommands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats, or log-level [LEVEL]\n", cmd)
+		fmt.Fprintf(stderr, "xswitch ctl: unknown command %q; give show, fdb or stats, or bgp, reload, fdb-flush, log-level [LEVEL], trace, capture\n", cmd)
 		return 2
 	}
 	if help {

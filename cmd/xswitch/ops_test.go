@@ -25,6 +25,7 @@ func TestHelp(t *testing.T) {
 		"version":   {"version"},
 		"show":      {"ctl", "show"},
 		"fdb":       {"ctl", "fdb"},
+		"bgp":       {"ctl", "bgp"},
 		"stats":     {"ctl", "stats"},
 		"log-level": {"ctl", "log-level"},
 		"reload":    {"ctl", "reload"},
@@ -42,7 +43,7 @@ func TestHelp(t *testing.T) {
 		switch name {
 		case "":
 			want = "usage:\n  xswitch run"
-		case "show", "fdb", "stats", "log-level", "reload", "fdb-flush", "trace":
+		case "show", "fdb", "bgp", "stats", "log-level", "reload", "fdb-flush", "trace":
 			want = "usage: xswitch ctl [--socket S] [--json] " + name
 		case "capture":
 			want = "usage: xswitch ctl [--socket S] capture"

@@ -179,6 +179,7 @@ type Xswitch struct {
 	err    error // exit status, valid after done
 	mu     sync.Mutex
 	stop   bool
+	killed bool // Kill9: not a clean exit, and not an error
 }
 
 // ReadyTimeout bounds how long StartXswitch waits for the control socket.
@@ -290,10 +291,23 @@ func (x *Xswitch) Stop() error {
 		}
 	}
 	<-x.done
-	if x.err != nil {
+	x.mu.Lock()
+	killed := x.killed
+	x.mu.Unlock()
+	if x.err != nil && !killed {
 		return fmt.Errorf("xswitch in %s: %w", x.ns, x.err)
 	}
 	return nil
+}
+
+// Kill9 kills the daemon with SIGKILL (a host that dies without a word)
+// and waits until it is gone; the cleanup then expects no clean exit.
+func (x *Xswitch) Kill9() {
+	x.mu.Lock()
+	x.stop, x.killed = true, true
+	x.mu.Unlock()
+	_ = x.cmd.Process.Signal(syscall.SIGKILL)
+	<-x.done
 }
 
 // Exited reports whether the daemon has exited.
