@@ -289,12 +289,32 @@ func (c *Config) Known() *geneve.KnownOptions { return &c.known }
 
 // Validate checks the configuration without looking at the system, fills
 // the parsed fields and defaults, and returns every problem found, each
-// naming its field and the fix.
+// naming its field and the fix. The checks run in a fixed order (the order
+// of the errors), each helper reporting through bad.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
 	}
+	c.validateControl(bad)
+	c.validateIdle(bad)
+	c.validateCPUs(bad)
+	validatePortOptions("port_options", &c.Ports, bad)
+	validateMetrics(&c.Metrics, bad)
+	c.validateUMEM(bad)
+	c.validateFDB(bad)
+	c.validateKnownOptions(bad)
+	if c.Underlay != nil {
+		validateUnderlay(c.Underlay, bad)
+	}
+	vnis := c.validateBridges(bad)
+	errs = append(errs, c.validateEVPN(vnis, bad)...)
+	return errors.Join(errs...)
+}
+
+// validateControl checks control_socket, log_level and poller_policy and
+// fills their defaults.
+func (c *Config) validateControl(bad func(string, string, ...any)) {
 	if c.ControlSocket == "" {
 		c.ControlSocket = DefaultControlSocket
 	} else if c.ControlSocket == "@" {
@@ -314,7 +334,10 @@ func (c *Config) Validate() error {
 	default:
 		bad("poller_policy", "%q is not a policy; write %s or %s", c.PollerPolicy, PolicyNormal, PolicyBatch)
 	}
-	c.validateIdle(bad)
+}
+
+// validateCPUs checks that cpus lists CPU numbers, each once.
+func (c *Config) validateCPUs(bad func(string, string, ...any)) {
 	seenCPU := map[int]bool{}
 	for i, cpu := range c.CPUs {
 		if cpu < 0 || cpu >= 1024 {
@@ -325,8 +348,10 @@ func (c *Config) Validate() error {
 		}
 		seenCPU[cpu] = true
 	}
-	validatePortOptions("port_options", &c.Ports, bad)
-	validateMetrics(&c.Metrics, bad)
+}
+
+// validateUMEM checks umem.frame_size (filling its default) and umem.frames.
+func (c *Config) validateUMEM(bad func(string, string, ...any)) {
 	switch c.UMEM.FrameSize {
 	case 0:
 		c.UMEM.FrameSize = 2048
@@ -339,6 +364,10 @@ func (c *Config) Validate() error {
 	} else if c.UMEM.Frames != 0 && c.UMEM.Frames < 1024 {
 		bad("umem.frames", "%d is too few; write at least 1024, or leave it out", c.UMEM.Frames)
 	}
+}
+
+// validateFDB checks fdb.max_entries and fdb.max_age, filling FDB.Age.
+func (c *Config) validateFDB(bad func(string, string, ...any)) {
 	if c.FDB.MaxEntries < 0 || c.FDB.MaxEntries > 1<<24 {
 		bad("fdb.max_entries", "%d is out of range; write 1..16777216 (default 8192)", c.FDB.MaxEntries)
 	}
@@ -349,6 +378,10 @@ func (c *Config) Validate() error {
 		}
 		c.FDB.Age = d
 	}
+}
+
+// validateKnownOptions checks known_options and fills c.known.
+func (c *Config) validateKnownOptions(bad func(string, string, ...any)) {
 	c.known = geneve.KnownOptions{}
 	for i, k := range c.KnownOptions {
 		f := fmt.Sprintf("known_options[%d]", i)
@@ -367,203 +400,261 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+}
 
-	if c.Underlay != nil {
-		u := c.Underlay
-		if u.Interface == "" {
-			bad("underlay.interface", "missing; write the NIC that carries the tunnels, e.g. interface: eth0")
-		} else if err := checkIfName(u.Interface); err != nil {
-			bad("underlay.interface", "%v", err)
-		}
-		validatePortOptions("underlay", &u.PortOptions, bad)
-		u.Local = nil
-		ips := u.LocalIPs
-		if u.LocalIP != "" {
-			ips = append([]string{u.LocalIP}, ips...)
-		}
-		var v4, v6 int
-		for i, s := range ips {
-			f := "underlay.local_ip"
-			if u.LocalIP == "" || i > 0 {
-				f = fmt.Sprintf("underlay.local_ips[%d]", i-boolInt(u.LocalIP != ""))
-			}
-			a, err := netip.ParseAddr(s)
-			if err != nil || a.Zone() != "" {
-				bad(f, "%q is not an IP address; write e.g. 192.0.2.1 or 2001:db8::1", s)
-				continue
-			}
-			a = a.Unmap()
-			if !a.IsGlobalUnicast() && !a.IsPrivate() {
-				bad(f, "%v is not a unicast address; write the address of the underlay NIC", a)
-				continue
-			}
-			if a.Is4() {
-				v4++
-			} else {
-				v6++
-			}
-			u.Local = append(u.Local, a)
-		}
-		if v4 > 8 || v6 > 8 {
-			bad("underlay.local_ips", "at most 8 IPv4 and 8 IPv6 addresses")
-		}
+// validateUnderlay checks the underlay: section: its interface name, port
+// options and local addresses.
+func validateUnderlay(u *UnderlayConfig, bad func(string, string, ...any)) {
+	if u.Interface == "" {
+		bad("underlay.interface", "missing; write the NIC that carries the tunnels, e.g. interface: eth0")
+	} else if err := checkIfName(u.Interface); err != nil {
+		bad("underlay.interface", "%v", err)
 	}
+	validatePortOptions("underlay", &u.PortOptions, bad)
+	validateLocalIPs(u, bad)
+}
 
+// validateLocalIPs parses underlay.local_ip and underlay.local_ips into
+// u.Local: unicast addresses, at most 8 per family.
+func validateLocalIPs(u *UnderlayConfig, bad func(string, string, ...any)) {
+	u.Local = nil
+	ips := u.LocalIPs
+	if u.LocalIP != "" {
+		ips = append([]string{u.LocalIP}, ips...)
+	}
+	var v4, v6 int
+	for i, s := range ips {
+		f := "underlay.local_ip"
+		if u.LocalIP == "" || i > 0 {
+			f = fmt.Sprintf("underlay.local_ips[%d]", i-boolInt(u.LocalIP != ""))
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			bad(f, "%q is not an IP address; write e.g. 192.0.2.1 or 2001:db8::1", s)
+			continue
+		}
+		a = a.Unmap()
+		if !a.IsGlobalUnicast() && !a.IsPrivate() {
+			bad(f, "%v is not a unicast address; write the address of the underlay NIC", a)
+			continue
+		}
+		if a.Is4() {
+			v4++
+		} else {
+			v6++
+		}
+		u.Local = append(u.Local, a)
+	}
+	if v4 > 8 || v6 > 8 {
+		bad("underlay.local_ips", "at most 8 IPv4 and 8 IPv6 addresses")
+	}
+}
+
+// bridgeNames records which YAML path claimed a name, across bridges: so
+// each bridge name, interface and VNI is used in one place only.
+type bridgeNames struct {
+	bridges map[string]string // bridge (internal port) name → bridges[i]
+	ports   map[string]string // interface → underlay.interface or bridges[i].ports[j]
+	vnis    map[uint32]string // VNI → bridges[i]
+}
+
+// validateBridges checks every bridge and returns the VNIs of the bridges
+// (for the evpn: checks).
+func (c *Config) validateBridges(bad func(string, string, ...any)) map[uint32]string {
 	if len(c.Bridges) == 0 {
 		bad("bridges", "none configured; add at least one, e.g. bridges: [{name: br1, tunnels: [{remote_ip: 192.0.2.2}]}]")
 	}
-	names := map[string]string{}
-	ports := map[string]string{}
-	vnis := map[uint32]string{}
+	seen := bridgeNames{bridges: map[string]string{}, ports: map[string]string{}, vnis: map[uint32]string{}}
 	if c.Underlay != nil && c.Underlay.Interface != "" {
-		ports[c.Underlay.Interface] = "underlay.interface"
+		seen.ports[c.Underlay.Interface] = "underlay.interface"
 	}
 	for bi := range c.Bridges {
-		b := &c.Bridges[bi]
-		bf := fmt.Sprintf("bridges[%d]", bi)
-		if b.Name == "" {
-			bad(bf+".name", "missing; write the name of the bridge's internal port, e.g. name: br1")
-		} else if err := checkIfName(b.Name); err != nil {
-			bad(bf+".name", "%v", err)
-		} else if prev, ok := names[b.Name]; ok {
-			bad(bf+".name", "%q is also the name of %s; give each bridge its own name", b.Name, prev)
-		} else if prev, ok := ports[b.Name]; ok {
-			bad(bf+".name", "%q is already used by %s; a bridge's internal port needs a name of its own", b.Name, prev)
+		c.validateBridge(bi, &seen, bad)
+	}
+	return seen.vnis
+}
+
+// validateBridge checks bridges[bi] and fills its parsed fields.
+func (c *Config) validateBridge(bi int, seen *bridgeNames, bad func(string, string, ...any)) {
+	b := &c.Bridges[bi]
+	bf := fmt.Sprintf("bridges[%d]", bi)
+	validateBridgeName(bf, b, seen, bad)
+	validateBridgeAddresses(bf, b, bad)
+	b.HWAddr = nil
+	if b.MAC != "" {
+		m, err := parseMAC(b.MAC)
+		if err != nil {
+			bad(bf+".mac", "%q is not a unicast Ethernet address; write e.g. 02:00:00:00:00:01", b.MAC)
 		}
-		names[b.Name] = bf
-		b.Prefixes = nil
-		addrs := b.Addresses
-		if b.Address != "" {
-			addrs = append([]string{b.Address}, addrs...)
+		b.HWAddr = m
+	}
+	if b.MTU != 0 && (b.MTU < 576 || b.MTU > 9000) {
+		bad(bf+".mtu", "%d is out of range; write 576..9000 or leave it out (default: underlay MTU minus the tunnel overhead)", b.MTU)
+	}
+	validateBridgePorts(bf, b, seen, bad)
+	if len(b.Tunnels) > 0 && c.Underlay == nil {
+		bad("underlay", "missing, but %s has tunnels; write e.g. underlay: {interface: eth0}", bf)
+	}
+	remotes := map[netip.Addr]int{}
+	for ti := range b.Tunnels {
+		c.validateTunnel(bf, b, ti, remotes, bad)
+	}
+	validateStaticMACs(bf, b, remotes, bad)
+	validateBridgeVNI(bf, b, seen, bad)
+}
+
+// validateBridgeName checks a bridge's name, the name of its internal port:
+// an interface name used by no other bridge or port.
+func validateBridgeName(bf string, b *BridgeConfig, seen *bridgeNames, bad func(string, string, ...any)) {
+	if b.Name == "" {
+		bad(bf+".name", "missing; write the name of the bridge's internal port, e.g. name: br1")
+	} else if err := checkIfName(b.Name); err != nil {
+		bad(bf+".name", "%v", err)
+	} else if prev, ok := seen.bridges[b.Name]; ok {
+		bad(bf+".name", "%q is also the name of %s; give each bridge its own name", b.Name, prev)
+	} else if prev, ok := seen.ports[b.Name]; ok {
+		bad(bf+".name", "%q is already used by %s; a bridge's internal port needs a name of its own", b.Name, prev)
+	}
+	seen.bridges[b.Name] = bf
+}
+
+// validateBridgeAddresses parses a bridge's address and addresses into
+// b.Prefixes, which need an internal port to carry them.
+func validateBridgeAddresses(bf string, b *BridgeConfig, bad func(string, string, ...any)) {
+	b.Prefixes = nil
+	addrs := b.Addresses
+	if b.Address != "" {
+		addrs = append([]string{b.Address}, addrs...)
+	}
+	for i, s := range addrs {
+		f := bf + ".address"
+		if b.Address == "" || i > 0 {
+			f = fmt.Sprintf("%s.addresses[%d]", bf, i-boolInt(b.Address != ""))
 		}
-		for i, s := range addrs {
-			f := bf + ".address"
-			if b.Address == "" || i > 0 {
-				f = fmt.Sprintf("%s.addresses[%d]", bf, i-boolInt(b.Address != ""))
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(s); err2 == nil {
+				bad(f, "%q has no prefix length; write e.g. %v/%d", s, a, map[bool]int{true: 24, false: 64}[a.Is4()])
+			} else {
+				bad(f, "%q is not an address with prefix length; write e.g. 10.0.0.1/24", s)
 			}
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				if a, err2 := netip.ParseAddr(s); err2 == nil {
-					bad(f, "%q has no prefix length; write e.g. %v/%d", s, a, map[bool]int{true: 24, false: 64}[a.Is4()])
-				} else {
-					bad(f, "%q is not an address with prefix length; write e.g. 10.0.0.1/24", s)
-				}
-				continue
-			}
-			b.Prefixes = append(b.Prefixes, p)
+			continue
 		}
-		if len(b.Prefixes) > 0 && !b.HasInternal() {
-			bad(bf+".address", "given, but internal: false means there is no internal port to carry it; remove one of the two")
+		b.Prefixes = append(b.Prefixes, p)
+	}
+	if len(b.Prefixes) > 0 && !b.HasInternal() {
+		bad(bf+".address", "given, but internal: false means there is no internal port to carry it; remove one of the two")
+	}
+}
+
+// validateBridgePorts checks a bridge's ports: interface names, each in
+// one place only and none a bridge's internal port.
+func validateBridgePorts(bf string, b *BridgeConfig, seen *bridgeNames, bad func(string, string, ...any)) {
+	for pi, p := range b.Ports {
+		f := fmt.Sprintf("%s.ports[%d]", bf, pi)
+		if err := checkIfName(p); err != nil {
+			bad(f, "%v", err)
+			continue
 		}
-		b.HWAddr = nil
-		if b.MAC != "" {
-			m, err := parseMAC(b.MAC)
-			if err != nil {
-				bad(bf+".mac", "%q is not a unicast Ethernet address; write e.g. 02:00:00:00:00:01", b.MAC)
-			}
-			b.HWAddr = m
+		if prev, ok := seen.ports[p]; ok {
+			bad(f, "%q is already used by %s; an interface can be in one place only", p, prev)
+			continue
 		}
-		if b.MTU != 0 && (b.MTU < 576 || b.MTU > 9000) {
-			bad(bf+".mtu", "%d is out of range; write 576..9000 or leave it out (default: underlay MTU minus the tunnel overhead)", b.MTU)
+		if prev, ok := seen.bridges[p]; ok {
+			bad(f, "%q is the internal port of %s; list other interfaces here", p, prev)
+			continue
 		}
-		for pi, p := range b.Ports {
-			f := fmt.Sprintf("%s.ports[%d]", bf, pi)
-			if err := checkIfName(p); err != nil {
-				bad(f, "%v", err)
-				continue
-			}
-			if prev, ok := ports[p]; ok {
-				bad(f, "%q is already used by %s; an interface can be in one place only", p, prev)
-				continue
-			}
-			if prev, ok := names[p]; ok {
-				bad(f, "%q is the internal port of %s; list other interfaces here", p, prev)
-				continue
-			}
-			ports[p] = f
+		seen.ports[p] = f
+	}
+}
+
+// validateTunnel checks tunnel ti of bridge b (YAML path bf) and fills its
+// parsed fields; remotes maps each remote address seen in this bridge to
+// its tunnel index.
+func (c *Config) validateTunnel(bf string, b *BridgeConfig, ti int, remotes map[netip.Addr]int, bad func(string, string, ...any)) {
+	tn := &b.Tunnels[ti]
+	tf := fmt.Sprintf("%s.tunnels[%d]", bf, ti)
+	a, err := netip.ParseAddr(tn.RemoteIP)
+	switch {
+	case tn.RemoteIP == "":
+		bad(tf+".remote_ip", "missing; write the other tunnel endpoint, e.g. remote_ip: 192.0.2.2")
+	case err != nil || a.Zone() != "":
+		bad(tf+".remote_ip", "%q is not an IP address; write e.g. 192.0.2.1", tn.RemoteIP)
+	case !a.Unmap().IsGlobalUnicast() && !a.Unmap().IsPrivate():
+		bad(tf+".remote_ip", "%v is not a unicast address; write the address of the other tunnel endpoint", a)
+	default:
+		a = a.Unmap()
+		if prev, ok := remotes[a]; ok {
+			bad(tf+".remote_ip", "%v is also tunnels[%d] of this bridge; list each remote once", a, prev)
 		}
-		if len(b.Tunnels) > 0 && c.Underlay == nil {
-			bad("underlay", "missing, but %s has tunnels; write e.g. underlay: {interface: eth0}", bf)
-		}
-		remotes := map[netip.Addr]int{}
-		for ti := range b.Tunnels {
-			tn := &b.Tunnels[ti]
-			tf := fmt.Sprintf("%s.tunnels[%d]", bf, ti)
-			a, err := netip.ParseAddr(tn.RemoteIP)
-			switch {
-			case tn.RemoteIP == "":
-				bad(tf+".remote_ip", "missing; write the other tunnel endpoint, e.g. remote_ip: 192.0.2.2")
-			case err != nil || a.Zone() != "":
-				bad(tf+".remote_ip", "%q is not an IP address; write e.g. 192.0.2.1", tn.RemoteIP)
-			case !a.Unmap().IsGlobalUnicast() && !a.Unmap().IsPrivate():
-				bad(tf+".remote_ip", "%v is not a unicast address; write the address of the other tunnel endpoint", a)
-			default:
-				a = a.Unmap()
-				if prev, ok := remotes[a]; ok {
-					bad(tf+".remote_ip", "%v is also tunnels[%d] of this bridge; list each remote once", a, prev)
-				}
-				remotes[a] = ti
-				tn.Remote = a
-				if c.Underlay != nil && len(c.Underlay.Local) > 0 && !hasFamily(c.Underlay.Local, a) {
-					bad(tf+".remote_ip", "%v is %s, but underlay.local_ip has no address of that family; add one to underlay.local_ips", a, family(a))
-				}
-			}
-			if tn.Key < 0 || tn.Key > 0xffffff {
-				bad(tf+".key", "%d is out of range; a Geneve VNI is 24 bits: 0..16777215", tn.Key)
-			} else if ti > 0 && tn.Key != b.Tunnels[0].Key {
-				bad(tf+".key", "%d differs from tunnels[0].key %d; a bridge is one VNI, so its tunnels share one key (use another bridge for another VNI)", tn.Key, b.Tunnels[0].Key)
-			}
-			tn.GenOptions = nil
-			var optBytes []byte
-			for oi, o := range tn.Options {
-				of := fmt.Sprintf("%s.options[%d]", tf, oi)
-				if o.Class < 0 || o.Class > 0xffff {
-					bad(of+".class", "%d is out of range; a Geneve option class is 16 bits: 0..0xffff", o.Class)
-					continue
-				}
-				if o.Type < 0 || o.Type > 0xff {
-					bad(of+".type", "%d is out of range; a Geneve option type is 8 bits: 0..0xff", o.Type)
-					continue
-				}
-				data, err := parseHex(o.Data)
-				if err != nil {
-					bad(of+".data", "%q is not hex bytes; write e.g. \"0x0a0b0c0d\"", o.Data)
-					continue
-				}
-				if len(data)%4 != 0 || len(data) > geneve.MaxOptionDataLen {
-					bad(of+".data", "%d bytes; option data is a multiple of 4 bytes, at most %d (pad with zeros, e.g. \"0x0a0b0c0d\")", len(data), geneve.MaxOptionDataLen)
-					continue
-				}
-				opt := geneve.Option{Class: uint16(o.Class), Type: uint8(o.Type), Data: data}
-				optBytes, _ = geneve.AppendOption(optBytes, opt)
-				tn.GenOptions = append(tn.GenOptions, opt)
-			}
-			if len(optBytes) > geneve.MaxOptionsLen {
-				bad(tf+".options", "%d bytes in all; Geneve carries at most %d bytes of options", len(optBytes), geneve.MaxOptionsLen)
-			}
-		}
-		validateStaticMACs(bf, b, remotes, bad)
-		b.VNI = 0
-		vf := ""
-		switch {
-		case b.VNIKey != nil && (*b.VNIKey < 0 || *b.VNIKey > 0xffffff):
-			bad(bf+".vni", "%d is out of range; a VNI is 24 bits: 0..16777215", *b.VNIKey)
-		case b.VNIKey != nil && len(b.Tunnels) > 0 && b.Tunnels[0].Key != *b.VNIKey:
-			bad(bf+".vni", "%d differs from tunnels[0].key %d; a bridge is one VNI: write the same number or leave one out", *b.VNIKey, b.Tunnels[0].Key)
-		case b.VNIKey != nil:
-			b.VNI, vf = uint32(*b.VNIKey), bf+".vni"
-		case len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff:
-			b.VNI, vf = uint32(b.Tunnels[0].Key), bf+".tunnels[0].key"
-		}
-		if vf != "" {
-			if prev, ok := vnis[b.VNI]; ok {
-				bad(vf, "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
-			}
-			vnis[b.VNI] = bf
+		remotes[a] = ti
+		tn.Remote = a
+		if c.Underlay != nil && len(c.Underlay.Local) > 0 && !hasFamily(c.Underlay.Local, a) {
+			bad(tf+".remote_ip", "%v is %s, but underlay.local_ip has no address of that family; add one to underlay.local_ips", a, family(a))
 		}
 	}
-	errs = append(errs, c.validateEVPN(vnis, bad)...)
-	return errors.Join(errs...)
+	if tn.Key < 0 || tn.Key > 0xffffff {
+		bad(tf+".key", "%d is out of range; a Geneve VNI is 24 bits: 0..16777215", tn.Key)
+	} else if ti > 0 && tn.Key != b.Tunnels[0].Key {
+		bad(tf+".key", "%d differs from tunnels[0].key %d; a bridge is one VNI, so its tunnels share one key (use another bridge for another VNI)", tn.Key, b.Tunnels[0].Key)
+	}
+	validateTunnelOptions(tf, tn, bad)
+}
+
+// validateTunnelOptions checks a tunnel's Geneve options (YAML path tf)
+// and fills tn.GenOptions.
+func validateTunnelOptions(tf string, tn *TunnelConfig, bad func(string, string, ...any)) {
+	tn.GenOptions = nil
+	var optBytes []byte
+	for oi, o := range tn.Options {
+		of := fmt.Sprintf("%s.options[%d]", tf, oi)
+		if o.Class < 0 || o.Class > 0xffff {
+			bad(of+".class", "%d is out of range; a Geneve option class is 16 bits: 0..0xffff", o.Class)
+			continue
+		}
+		if o.Type < 0 || o.Type > 0xff {
+			bad(of+".type", "%d is out of range; a Geneve option type is 8 bits: 0..0xff", o.Type)
+			continue
+		}
+		data, err := parseHex(o.Data)
+		if err != nil {
+			bad(of+".data", "%q is not hex bytes; write e.g. \"0x0a0b0c0d\"", o.Data)
+			continue
+		}
+		if len(data)%4 != 0 || len(data) > geneve.MaxOptionDataLen {
+			bad(of+".data", "%d bytes; option data is a multiple of 4 bytes, at most %d (pad with zeros, e.g. \"0x0a0b0c0d\")", len(data), geneve.MaxOptionDataLen)
+			continue
+		}
+		opt := geneve.Option{Class: uint16(o.Class), Type: uint8(o.Type), Data: data}
+		optBytes, _ = geneve.AppendOption(optBytes, opt)
+		tn.GenOptions = append(tn.GenOptions, opt)
+	}
+	if len(optBytes) > geneve.MaxOptionsLen {
+		bad(tf+".options", "%d bytes in all; Geneve carries at most %d bytes of options", len(optBytes), geneve.MaxOptionsLen)
+	}
+}
+
+// validateBridgeVNI fills b.VNI from the bridge's vni: or its tunnels' key
+// (which must agree), and checks that no other bridge has that VNI.
+func validateBridgeVNI(bf string, b *BridgeConfig, seen *bridgeNames, bad func(string, string, ...any)) {
+	b.VNI = 0
+	vf := ""
+	switch {
+	case b.VNIKey != nil && (*b.VNIKey < 0 || *b.VNIKey > 0xffffff):
+		bad(bf+".vni", "%d is out of range; a VNI is 24 bits: 0..16777215", *b.VNIKey)
+	case b.VNIKey != nil && len(b.Tunnels) > 0 && b.Tunnels[0].Key != *b.VNIKey:
+		bad(bf+".vni", "%d differs from tunnels[0].key %d; a bridge is one VNI: write the same number or leave one out", *b.VNIKey, b.Tunnels[0].Key)
+	case b.VNIKey != nil:
+		b.VNI, vf = uint32(*b.VNIKey), bf+".vni"
+	case len(b.Tunnels) > 0 && b.Tunnels[0].Key >= 0 && b.Tunnels[0].Key <= 0xffffff:
+		b.VNI, vf = uint32(b.Tunnels[0].Key), bf+".tunnels[0].key"
+	}
+	if vf != "" {
+		if prev, ok := seen.vnis[b.VNI]; ok {
+			bad(vf, "VNI %d is also the key of %s; each bridge needs its own key", b.VNI, prev)
+		}
+		seen.vnis[b.VNI] = bf
+	}
 }
 
 // validateEVPN checks the evpn: section: its own settings (evpn package,

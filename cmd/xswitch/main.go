@@ -155,15 +155,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	sigs := catchSignals(log)
 	defer sigs.release()
 
-	srv, err := listenControl(cfg.ControlSocket, log)
+	srv, err := startControl(cfg.ControlSocket, &level, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	srv.level = &level
-	srv.build = readBuildInfo()
-	srv.started = time.Now()
-	go srv.serve()
 	defer srv.close()
 	ms, err := listenMetrics(cfg.Metrics.Listen, log)
 	if err != nil {
@@ -173,14 +169,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer ms.close()
 
 	build := readBuildInfo()
-	sw, err := vswitch.New(cfg, vswitch.Options{Logger: log, Version: build.Version})
+	sw, err := startSwitch(cfg, build.Version, log)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
-		return 1
-	}
-	if err := sw.Start(); err != nil {
-		log.Error("cannot start", zap.Error(err))
-		sw.Close()
 		return 1
 	}
 	reload := reloader(path, sw, log)
@@ -192,13 +183,50 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Only now is the switch ready for systemd (Type=notify): the pollers
 	// run and ctl answers.
 	notify(log, readyState(sw.Status()))
-	code := 0
-wait:
+	code := waitStop(sigs, sw, reload, log)
+	if err := shutdown(sw, srv, ms, log); err != nil {
+		code = 1
+	}
+	log.Info("stopped")
+	return code
+}
+
+// startControl opens the control socket and serves it; the switch is
+// attached once it runs.
+func startControl(addr string, level *zap.AtomicLevel, log *zap.Logger) (*controlServer, error) {
+	srv, err := listenControl(addr, log)
+	if err != nil {
+		return nil, err
+	}
+	srv.level = level
+	srv.build = readBuildInfo()
+	srv.started = time.Now()
+	go srv.serve()
+	return srv, nil
+}
+
+// startSwitch builds the switch and starts its pollers; on failure nothing
+// of it is left behind.
+func startSwitch(cfg *vswitch.Config, version string, log *zap.Logger) (*vswitch.Switch, error) {
+	sw, err := vswitch.New(cfg, vswitch.Options{Logger: log, Version: version})
+	if err != nil {
+		return nil, err
+	}
+	if err := sw.Start(); err != nil {
+		sw.Close()
+		return nil, err
+	}
+	return sw, nil
+}
+
+// waitStop serves SIGHUP reloads until a stop signal (exit code 0) or a
+// switch failure (exit code 1), telling systemd each change of state.
+func waitStop(sigs *signals, sw *vswitch.Switch, reload func() (*vswitch.ReloadResult, error), log *zap.Logger) int {
 	for {
 		select {
 		case <-sigs.stop:
 			notify(log, "STOPPING=1\nSTATUS=stopping")
-			break wait
+			return 0
 		case <-sigs.hup:
 			notify(log, "RELOADING=1")
 			_, _ = reload() // logged by reloader
@@ -206,10 +234,14 @@ wait:
 		case err := <-sw.Failed():
 			log.Error("switch failed", zap.Error(err))
 			notify(log, "STOPPING=1\nSTATUS=failed: "+err.Error())
-			code = 1
-			break wait
+			return 1
 		}
 	}
+}
+
+// shutdown detaches the control and metrics servers from the switch, then
+// closes it. The error (logged here) is Close's.
+func shutdown(sw *vswitch.Switch, srv *controlServer, ms *metricsServer, log *zap.Logger) error {
 	// Detaching waits for the control requests in flight: none may read
 	// the switch while Close releases it.
 	srv.attach(nil)
@@ -218,12 +250,11 @@ wait:
 		log.Warn("test hook: the shutdown stalls here", zap.String("env", stallEnv))
 		select {}
 	}
-	if err := sw.Close(); err != nil {
+	err := sw.Close()
+	if err != nil {
 		log.Error("stop", zap.Error(err))
-		code = 1
 	}
-	log.Info("stopped")
-	return code
+	return err
 }
 
 func cmdCtl(args []string, stdout, stderr io.Writer) int {
