@@ -322,8 +322,11 @@ func (c *core) describeFlood(in *port, dc decision) string {
 			to = append(to, p.name)
 		}
 	}
+	// As forward does: unknown unicast of a bridge that keeps it local
+	// (evpn flood_unknown_unicast: false) goes to no tunnel.
+	uuLocal := br.uuLocal && c.area[dc.off]&1 == 0
 	for _, t := range br.tunnels {
-		if dc.srcTun == nil {
+		if dc.srcTun == nil && !uuLocal {
 			to = append(to, "tunnel:"+t.remote.String())
 		} else if t != dc.srcTun {
 			not = append(not, "tunnel:"+t.remote.String())
@@ -337,6 +340,9 @@ func (c *core) describeFlood(in *port, dc decision) string {
 		}
 	} else if in.br != nil {
 		s += fmt.Sprintf("; not back to %s", in.name)
+	}
+	if uuLocal && dc.srcTun == nil && len(not) > 0 {
+		s += fmt.Sprintf("; not to %s (unknown unicast stays local: evpn flood_unknown_unicast is false)", strings.Join(not, ", "))
 	}
 	return s
 }

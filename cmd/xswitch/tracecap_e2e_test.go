@@ -42,6 +42,12 @@ func newOpsSetup(t *testing.T) *opsSetup {
 	s := &opsSetup{h1: hosts[0], h2: hosts[1]}
 	net := testnet.New(t)
 	s.vm = net.NS("vm")
+	// IPv4 only: the kernel's IPv6 neighbour and multicast listener
+	// messages would cross the switch at any time and move the counters
+	// the trace test says stay still.
+	for _, ns := range []string{s.h1.NS, s.h2.NS, s.vm} {
+		net.Run(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	}
 	net.Veth(s.h1.NS, "vm1", s.vm, "eth0", 0)
 	net.Run(s.vm, "ip", "addr", "add", "198.19.0.11/24", "dev", "eth0")
 	net.Run(s.vm, "ethtool", "-K", "eth0", "tx", "off") // AF_XDP ports carry frames as they are
