@@ -230,7 +230,15 @@ func TestEVPNWithFRR(t *testing.T) {
 	}
 
 	// Reflector rr1 dies: every route is still known through rr2, and no
-	// data plane entry is removed on the way.
+	// data plane entry is removed on the way. First both reflectors must
+	// have delivered every route (a host that has them from rr1 only
+	// would rightly withdraw and re-add them when rr1 goes).
+	for i, h := range f.hs {
+		wait.For(t, settle, fmt.Sprintf("h%d to have every route from both reflectors", i+1), func() bool {
+			st := h.status()
+			return len(st.Neighbors) == 2 && st.Neighbors[0].Received > 0 && st.Neighbors[0].Received == st.Neighbors[1].Received
+		})
+	}
 	before := make([]int, len(f.hs))
 	for i, h := range f.hs {
 		before[i] = h.state().Calls
