@@ -20,6 +20,7 @@ import (
 
 	"xswitch/internal/e2e"
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 	vswitch "xswitch/switch"
 )
 
@@ -164,24 +165,13 @@ func TestLogLevelAtRunTime(t *testing.T) {
 // waitResolved waits until the first tunnel's next hop is resolved.
 func waitResolved(t *testing.T, x *e2e.Xswitch) {
 	t.Helper()
-	waitFor(t, "the tunnel's next hop resolved", func() bool {
+	wait.For(t, 10*time.Second, "the tunnel's next hop resolved", func() bool {
 		var st vswitch.Status
 		if err := x.CtlJSON(&st, "show"); err != nil {
 			t.Fatal(err)
 		}
 		return st.Bridges[0].Tunnels[0].NextHop.State == "resolved"
-	}, 10*time.Second)
-}
-
-// waitFor polls ok every 20 ms until it holds, failing t after limit.
-func waitFor(t *testing.T, what string, ok func() bool, limit time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(limit); !ok(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
 }
 
 // notifySocket listens like systemd on a unix datagram socket and delivers

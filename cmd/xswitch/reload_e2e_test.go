@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -25,7 +24,7 @@ import (
 // contPing is a `ping -i 0.01` running in the background.
 type contPing struct {
 	cmd *exec.Cmd
-	out bytes.Buffer
+	out e2e.SyncBuffer // read while ping writes it
 }
 
 func startPing(t *testing.T, ns, dst string) *contPing {
@@ -48,19 +47,24 @@ func (p *contPing) stop(t *testing.T) (sent int, lost []int) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	_ = p.cmd.Wait()
-	got := map[int]bool{}
-	last := 0
-	for _, m := range icmpSeq.FindAllStringSubmatch(p.out.String(), -1) {
-		n, _ := strconv.Atoi(m[1])
-		got[n] = true
-		last = max(last, n)
-	}
+	got, last := p.replies()
 	for i := 1; i <= last; i++ {
 		if !got[i] {
 			lost = append(lost, i)
 		}
 	}
 	return last, lost
+}
+
+// replies are the echo requests answered so far, and the highest of them.
+func (p *contPing) replies() (got map[int]bool, last int) {
+	got = map[int]bool{}
+	for _, m := range icmpSeq.FindAllStringSubmatch(p.out.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		got[n] = true
+		last = max(last, n)
+	}
+	return got, last
 }
 
 // reloadTo writes cfg over x's configuration file and runs ctl reload.
@@ -197,7 +201,12 @@ func TestReloadKeepsForwarding(t *testing.T) {
 		}
 		st.check(t)
 	}
-	time.Sleep(200 * time.Millisecond) // a few more echo requests after the last reload
+	// A few more echo requests answered after the last reload.
+	_, after := p.replies()
+	wait.For(t, 10*time.Second, "20 more echo replies after the last reload", func() bool {
+		_, last := p.replies()
+		return last >= after+20
+	})
 	sent, lost := p.stop(t)
 	t.Logf("continuous ping vm1 -> h2 through the unchanged port and tunnel: %d echo requests, %d lost %v", sent, len(lost), lost)
 	if sent < 100 || len(lost) != 0 {
