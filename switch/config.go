@@ -122,6 +122,10 @@ type UMEMConfig struct {
 	Frames    int  `yaml:"frames"`     // default: enough for every ring, at least 4096
 	FrameSize int  `yaml:"frame_size"` // 2048 (default) or 4096
 	HugePages bool `yaml:"huge_pages"`
+	// MultiBuffer: auto (default: AF_XDP multi-buffer when a port's MTU
+	// at start needs frames longer than one UMEM frame), on (also for
+	// jumbo ports added later by a reload) or off (such MTUs refused).
+	MultiBuffer string `yaml:"multi_buffer"`
 }
 
 // FDBConfig sizes the MAC tables.
@@ -363,6 +367,13 @@ func (c *Config) validateUMEM(bad func(string, string, ...any)) {
 		bad("umem.frames", "%d is out of range; write a number of frames between 1024 and 4194304, or leave it out", c.UMEM.Frames)
 	} else if c.UMEM.Frames != 0 && c.UMEM.Frames < 1024 {
 		bad("umem.frames", "%d is too few; write at least 1024, or leave it out", c.UMEM.Frames)
+	}
+	switch c.UMEM.MultiBuffer {
+	case "":
+		c.UMEM.MultiBuffer = MultiBufferAuto
+	case MultiBufferAuto, MultiBufferOn, MultiBufferOff:
+	default:
+		bad("umem.multi_buffer", "%q is not a setting; write auto, on or off", c.UMEM.MultiBuffer)
 	}
 }
 

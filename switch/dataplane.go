@@ -42,6 +42,7 @@ type dataPlane struct {
 	area       []byte
 	xports     map[int]*xsk.Port  // by port id
 	txcsum     map[int]txCsumPlan // by port id (AF_XDP ports)
+	needMB     map[int]bool       // by port id: its MTU needs multi-buffer (jumbo.go)
 	pollers    []*poller
 	tapPollers []*tapPoller
 	all        []*core     // cores of the running pollers
@@ -170,6 +171,7 @@ func (d *dataPlane) open(s *Switch, xps []*portRes) error {
 	d.s = s
 	d.xports = map[int]*xsk.Port{}
 	d.txcsum = map[int]txCsumPlan{}
+	d.needMB = map[int]bool{}
 	c := s.cfg
 	d.busy, d.policy = c.BusyPoll, c.PollerPolicy
 	nsock, need := 0, 0
@@ -227,8 +229,14 @@ func (d *dataPlane) ensureUmem(need int) error {
 		txMeta = txMeta || plan.use
 		txSwCsum = txSwCsum || plan.kernelSW
 	}
+	// Multi-buffer too (XDP_USE_SG on the first bind): on when any port
+	// planned at start needs it, or when asked for.
+	mb := c.UMEM.MultiBuffer == MultiBufferOn
+	for _, need := range d.needMB {
+		mb = mb || need
+	}
 	u, err := xsk.NewUmem(xsk.UmemConfig{NumFrames: frames, FrameSize: c.UMEM.FrameSize, HugePages: c.UMEM.HugePages,
-		TxMetadata: txMeta, TxSwChecksum: txSwCsum})
+		TxMetadata: txMeta, TxSwChecksum: txSwCsum, MultiBuffer: mb})
 	if err != nil {
 		return fmt.Errorf("UMEM of %d frames of %d bytes: %w", frames, c.UMEM.FrameSize, err)
 	}
@@ -248,6 +256,9 @@ func (d *dataPlane) openPort(pr *portRes, c *Config) error {
 		return err
 	}
 	if err := d.ensureUmem(pc.Queues*pc.RingSize*2 + pc.Queues*512); err != nil {
+		return err
+	}
+	if err := d.checkMultiBuffer(pr, pr.mtu); err != nil {
 		return err
 	}
 	xp, err := d.umem.OpenPort(pc)
@@ -281,16 +292,18 @@ func (d *dataPlane) openPort(pr *portRes, c *Config) error {
 	return nil
 }
 
-// planPort checks that the port's MTU fits a UMEM frame and decides how
+// planPort checks the port's MTU (one UMEM frame, or multi-buffer) and decides how
 // its TCP/UDP checksums are made (txcsum.go).
 func (d *dataPlane) planPort(pr *portRes, c *Config) error {
 	mtu, err := d.portMTU(pr.kind, pr.name)
 	if err != nil {
 		return err
 	}
-	if err := checkFrameFit(pr.kind, pr.name, mtu, c.UMEM.FrameSize, 0); err != nil {
+	needMB, err := checkFrameFit(pr.kind, pr.name, mtu, c.UMEM.FrameSize, 0, c.UMEM.MultiBuffer)
+	if err != nil {
 		return err
 	}
+	pr.mtu = mtu
 	po, _ := portOptions(pr.kind, c)
 	plan, err := planTxCsum(pr.name, po)
 	if err != nil {
@@ -298,6 +311,7 @@ func (d *dataPlane) planPort(pr *portRes, c *Config) error {
 	}
 	d.s.mu.Lock()
 	d.txcsum[pr.id] = plan
+	d.needMB[pr.id] = needMB
 	d.s.mu.Unlock()
 	return nil
 }
@@ -590,23 +604,33 @@ func flush(c *core, cache *xsk.Cache, txIdx int, kick bool) int {
 		}
 		if cp := p.capture.Load(); cp != nil {
 			// Before Complete, under the lock: no poller can have taken
-			// the sent frames back and reused them yet.
-			for _, d := range q[:sent] {
-				c.capture(cp, c.area[d.Addr:d.Addr+uint64(d.Len)], true)
+			// the sent frames back and reused them yet. Multi-buffer
+			// frames were captured whole when queued (queueChain).
+			for i, d := range q[:sent] {
+				if d.Options&xsk.OptContinued == 0 && (i == 0 || q[i-1].Options&xsk.OptContinued == 0) {
+					c.capture(cp, c.area[d.Addr:d.Addr+uint64(d.Len)], true)
+				}
 			}
 		}
 		tq.sock.Complete(cache)
 		tq.mu.Unlock()
 		placed += sent
+		// Packets, not descriptors: the pieces of a multi-buffer frame
+		// but its last carry OptContinued (Enqueue places whole frames).
 		pc := &c.ctr[id]
-		var bytes uint64
+		var bytes, pieces uint64
 		for i := 0; i < sent; i++ {
 			bytes += uint64(q[i].Len)
+			if q[i].Options&xsk.OptContinued != 0 {
+				pieces++
+			}
 		}
-		pc.txPackets += uint64(sent)
+		pc.txPackets += uint64(sent) - pieces
 		pc.txBytes += bytes
 		for i := sent; i < len(q); i++ {
-			pc.drops[dropTxFull]++
+			if q[i].Options&xsk.OptContinued == 0 {
+				pc.drops[dropTxFull]++
+			}
 			c.release(q[i].Addr &^ (c.fsize - 1))
 		}
 		c.pend[id] = q[:0]

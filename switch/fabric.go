@@ -37,6 +37,7 @@ type portRes struct {
 	ifidx  int        // ifindex xp is bound to
 	moved  bool       // scheduled to leave its bridge (reload)
 	txCsum bool       // its device finishes checksums asked for in TX metadata (txcsum.go)
+	mtu    int        // AF_XDP ports: the MTU planned at open (jumbo.go)
 }
 
 // Link states of a port (ctl show).
@@ -293,12 +294,16 @@ func (c *core) setFabric(f *fabric) {
 		maxTun = max(maxTun, len(b.tunnels))
 	}
 	for _, p := range f.ports {
-		n := maxBurst
+		// AF_XDP ports have room for a burst of multi-buffer frames
+		// sent as more pieces than they came in (multibuf.go).
+		n := 2 * maxBurst
 		switch {
 		case p.absent:
 			n = 0
 		case p.kind == kindUnderlay:
-			n = maxBurst * maxTun
+			n = 2 * maxBurst * maxTun
+		case p.fd >= 0:
+			n = maxBurst // internal port: the coalescer's burst
 		}
 		if cap(c.pend[p.id]) != n || c.pend[p.id] == nil {
 			c.pend[p.id] = make([]desc, 0, n)

@@ -154,6 +154,9 @@ type core struct {
 	// tr is set on the throw-away core of `xswitch ctl trace` only: then
 	// learning is a prediction and nothing is written to a TAP (trace.go).
 	tr *traceRec
+	// jumbo is the buffer multi-buffer frames are forwarded from (nil
+	// until the first one, multibuf.go).
+	jumbo []byte
 }
 
 func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
@@ -196,8 +199,12 @@ func (c *core) forward(in *port, descs []desc) {
 	ic := &c.ctr[in.id]
 	mask := ^(c.fsize - 1)
 	capIn := in.capture.Load() // nil unless `xswitch ctl capture` runs on in
-	for i := range descs {
+	for i := 0; i < len(descs); i++ {
 		d := descs[i]
+		if d.Options&xsk.OptContinued != 0 {
+			i = c.forwardChain(in, descs, i) // multibuf.go
+			continue
+		}
 		base := d.Addr & mask
 		off := int(d.Addr - base)
 		n := int(d.Len)
@@ -230,13 +237,19 @@ func (c *core) forward(in *port, descs []desc) {
 			// flood_unknown_unicast: false) goes to no tunnel.
 			c.flood(br, in, srcTun != nil || (br.uuLocal && frame[ioff]&1 == 0), frame, base, ioff, ilen)
 		default:
-			if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
-				c.tctr[srcTun.id].drops[why]++
-			} else {
-				c.drop(in, why)
-			}
+			c.dropVerdict(in, srcTun, why)
 			c.release(base)
 		}
+	}
+}
+
+// dropVerdict counts a frame decide dropped: a spoof from a tunnel on the
+// tunnel, anything else on the port it came in on.
+func (c *core) dropVerdict(in *port, srcTun *tunnel, why dropReason) {
+	if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
+		c.tctr[srcTun.id].drops[why]++
+	} else {
+		c.drop(in, why)
 	}
 }
 

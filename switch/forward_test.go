@@ -696,7 +696,7 @@ func TestForwardDropBranches(t *testing.T) {
 			},
 			in:   func(r *rig) (*port, desc) { return r.a, r.frame(eth(macB, macA, 60)) },
 			want: []where{onPort(portB, dropTxFull)},
-			sent: maxBurst, // the queue filled by the setup
+			sent: 2 * maxBurst, // the queue filled by the setup (room for jumbo pieces)
 		},
 		{
 			name: "tx-full-underlay",
@@ -706,7 +706,7 @@ func TestForwardDropBranches(t *testing.T) {
 			},
 			in:   func(r *rig) (*port, desc) { return r.a, r.frame(eth(macR, macA, 60)) },
 			want: []where{onPort(under, dropTxFull)},
-			sent: maxBurst * 2, // the queue filled by the setup: a burst per tunnel of br1
+			sent: 2 * maxBurst * 2, // the queue filled by the setup: two bursts per tunnel of br1
 		},
 		{
 			name: "no-neighbour",

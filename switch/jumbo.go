@@ -7,9 +7,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// umem.multi_buffer settings (UMEMConfig.MultiBuffer).
+const (
+	MultiBufferAuto = "auto"
+	MultiBufferOn   = "on"
+	MultiBufferOff  = "off"
+)
+
 // frameOverhead is what a frame carries beyond the MTU: the Ethernet
 // header and one VLAN tag.
 const frameOverhead = 14 + 4
+
+// MaxJumboMTU is the largest MTU of a multi-buffer port: the common jumbo
+// maximum. A frame of it is copied whole into the poller's jumbo buffer
+// (multibuf.go), which is sized for it.
+const MaxJumboMTU = 9216
 
 // umemFrameSizes are the UMEM frame sizes xswitch offers (aligned AF_XDP
 // chunks: at most a page).
@@ -21,30 +33,43 @@ func maxMTU(frameSize, headroom int) int {
 	return frameSize - unix.XDP_PACKET_HEADROOM - headroom - frameOverhead
 }
 
-// checkFrameFit refuses a port whose MTU makes frames longer than one UMEM
-// frame: xswitch has no AF_XDP multi-buffer (XDP_USE_SG) yet, and the
-// kernel would drop every longer frame. The error names the MTU that works
-// and the frame size that would be needed.
-func checkFrameFit(kind portKind, name string, mtu, frameSize, headroom int) error {
+// checkFrameFit says whether a port's MTU needs AF_XDP multi-buffer
+// (frames across several UMEM frames), or refuses it: over MaxJumboMTU, or
+// longer than one frame with umem.multi_buffer: off. The error names the
+// MTU that works.
+func checkFrameFit(kind portKind, name string, mtu, frameSize, headroom int, mb string) (needMB bool, err error) {
 	if frameSize == 0 {
 		frameSize = umemFrameSizes[0] // xsk's default
 	}
-	if mtu <= maxMTU(frameSize, headroom) {
+	fit := maxMTU(frameSize, headroom)
+	switch {
+	case mtu <= fit:
+		return false, nil
+	case mtu > MaxJumboMTU:
+		return false, fmt.Errorf("%s port %s: MTU %d is more than the %d xswitch forwards: lower it (ip link set %s mtu %d)",
+			kind, name, mtu, MaxJumboMTU, name, MaxJumboMTU)
+	case mb == MultiBufferOff:
+		msg := fmt.Sprintf("%s port %s: MTU %d needs frames of %d bytes, but a %d-byte UMEM frame holds %d after the %d-byte XDP headroom and umem.multi_buffer is off: set umem.multi_buffer: auto, or lower the MTU to %d (ip link set %s mtu %d)",
+			kind, name, mtu, mtu+frameOverhead, frameSize, frameSize-unix.XDP_PACKET_HEADROOM-headroom, unix.XDP_PACKET_HEADROOM, fit, name, fit)
+		for _, fs := range umemFrameSizes {
+			if fs > frameSize && mtu <= maxMTU(fs, headroom) {
+				msg += fmt.Sprintf(", or set umem.frame_size: %d (MTU up to %d)", fs, maxMTU(fs, headroom))
+			}
+		}
+		return false, fmt.Errorf("%s", msg)
+	}
+	return true, nil
+}
+
+// checkMultiBuffer refuses a port that needs multi-buffer on a UMEM made
+// without it (no port needed it at start and umem.multi_buffer is auto).
+func (d *dataPlane) checkMultiBuffer(pr *portRes, mtu int) error {
+	if !d.needMB[pr.id] || d.umem == nil || d.umem.MultiBuffer() {
 		return nil
 	}
-	need := mtu + frameOverhead + unix.XDP_PACKET_HEADROOM + headroom
-	msg := fmt.Sprintf("%s port %s: MTU %d needs frames of %d bytes, but a %d-byte UMEM frame holds %d after the %d-byte XDP headroom, and xswitch does not use AF_XDP multi-buffer (frames across several UMEM frames) yet: lower the MTU to %d (ip link set %s mtu %d)",
-		kind, name, mtu, mtu+frameOverhead, frameSize, frameSize-unix.XDP_PACKET_HEADROOM-headroom, unix.XDP_PACKET_HEADROOM, maxMTU(frameSize, headroom), name, maxMTU(frameSize, headroom))
-	for _, fs := range umemFrameSizes {
-		if fs > frameSize && mtu <= maxMTU(fs, headroom) {
-			return fmt.Errorf("%s, or set umem.frame_size: %d (MTU up to %d)", msg, fs, maxMTU(fs, headroom))
-		}
-	}
-	big := umemFrameSizes[len(umemFrameSizes)-1]
-	if frameSize < big {
-		msg += fmt.Sprintf(", or set umem.frame_size: %d for an MTU up to %d", big, maxMTU(big, headroom))
-	}
-	return fmt.Errorf("%s; MTU %d would need umem.frame_size of at least %d, more than the %d AF_XDP allows (a page)", msg, mtu, need, big)
+	fit := maxMTU(d.s.cfg.UMEM.FrameSize, 0)
+	return fmt.Errorf("%s port %s: MTU %d needs AF_XDP multi-buffer, but the UMEM was made without it (no port needed it at start): set umem.multi_buffer: on and restart, or lower the MTU to %d (ip link set %s mtu %d)",
+		pr.kind, pr.name, mtu, fit, pr.name, fit)
 }
 
 // portMTU is the MTU of an AF_XDP port (the underlay's is known already).

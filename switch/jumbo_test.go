@@ -12,19 +12,25 @@ import (
 func TestCheckFrameFit(t *testing.T) {
 	for _, c := range []struct {
 		mtu, frameSize int
-		want           []string // substrings; none: fits
+		mb             string
+		needMB         bool
+		want           []string // substrings of the error; none: accepted
 	}{
-		{1500, 2048, nil},
-		{1774, 2048, nil},
-		{1775, 2048, []string{"MTU 1775 needs frames of 1793 bytes", "lower the MTU to 1774", "umem.frame_size: 4096 (MTU up to 3822)"}},
-		{3822, 4096, nil},
-		{9000, 2048, []string{"lower the MTU to 1774 (ip link set eth0 mtu 1774)", "umem.frame_size: 4096 for an MTU up to 3822", "at least 9274"}},
-		{9000, 4096, []string{"lower the MTU to 3822", "at least 9274, more than the 4096"}},
-		{1500, 0, nil},
+		{1500, 2048, MultiBufferAuto, false, nil},
+		{1774, 2048, MultiBufferOff, false, nil},
+		{1775, 2048, MultiBufferAuto, true, nil},
+		{1775, 2048, MultiBufferOff, false, []string{"MTU 1775 needs frames of 1793 bytes", "umem.multi_buffer is off", "set umem.multi_buffer: auto", "lower the MTU to 1774", "umem.frame_size: 4096 (MTU up to 3822)"}},
+		{3822, 4096, MultiBufferOff, false, nil},
+		{9000, 2048, MultiBufferAuto, true, nil},
+		{9000, 4096, MultiBufferOn, true, nil},
+		{9000, 2048, MultiBufferOff, false, []string{"lower the MTU to 1774 (ip link set eth0 mtu 1774)"}},
+		{9216, 2048, MultiBufferAuto, true, nil},
+		{9217, 2048, MultiBufferAuto, false, []string{"MTU 9217 is more than the 9216 xswitch forwards", "ip link set eth0 mtu 9216"}},
+		{1500, 0, MultiBufferAuto, false, nil},
 	} {
-		err := checkFrameFit(kindUnderlay, "eth0", c.mtu, c.frameSize, 0)
-		if (err == nil) != (c.want == nil) {
-			t.Errorf("MTU %d frame %d: error %v", c.mtu, c.frameSize, err)
+		needMB, err := checkFrameFit(kindUnderlay, "eth0", c.mtu, c.frameSize, 0, c.mb)
+		if (err == nil) != (c.want == nil) || needMB != c.needMB {
+			t.Errorf("MTU %d frame %d %s: multi-buffer %v, error %v", c.mtu, c.frameSize, c.mb, needMB, err)
 			continue
 		}
 		for _, w := range c.want {
@@ -35,10 +41,10 @@ func TestCheckFrameFit(t *testing.T) {
 	}
 }
 
-// TestJumboUnderlayRefused: the data plane of a switch whose underlay is a
-// veth with MTU 9000 (in a namespace) refuses to open, naming the MTU that
-// works and the frame size that would be needed, before it creates
-// anything.
+// TestJumboUnderlayRefused: with umem.multi_buffer: off, the data plane of
+// a switch whose underlay is a veth with MTU 9000 (in a namespace) refuses
+// to open, naming the MTU that works and the setting that would take it,
+// before it creates anything.
 func TestJumboUnderlayRefused(t *testing.T) {
 	testnet.RequireRoot(t)
 	n := testnet.New(t)
@@ -46,7 +52,7 @@ func TestJumboUnderlayRefused(t *testing.T) {
 	n.Veth(a, "eth0", b, "p0", 1)
 	n.Run(a, "ip", "link", "set", "eth0", "mtu", "9000")
 	n.Run(a, "ip", "addr", "add", "198.18.0.1/24", "dev", "eth0")
-	cfg, err := ParseConfig([]byte("underlay:\n  interface: eth0\nbridges:\n  - name: br1\n    internal: false\n    tunnels:\n      - remote_ip: 198.18.0.2\n"))
+	cfg, err := ParseConfig([]byte("umem:\n  multi_buffer: \"off\"\nunderlay:\n  interface: eth0\nbridges:\n  - name: br1\n    internal: false\n    tunnels:\n      - remote_ip: 198.18.0.2\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +70,7 @@ func TestJumboUnderlayRefused(t *testing.T) {
 	if openErr == nil {
 		t.Fatal("the data plane opened on a 9000-byte underlay MTU")
 	}
-	for _, w := range []string{"underlay port eth0: MTU 9000", "lower the MTU to 1774", "umem.frame_size: 4096 for an MTU up to 3822", "umem.frame_size of at least 9274"} {
+	for _, w := range []string{"underlay port eth0: MTU 9000", "lower the MTU to 1774", "set umem.multi_buffer: auto"} {
 		if !strings.Contains(openErr.Error(), w) {
 			t.Errorf("error %q lacks %q", openErr, w)
 		}

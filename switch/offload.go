@@ -33,6 +33,8 @@ type offCtr struct {
 	tsoSegs   uint64 // frames cut from them
 	groFrames uint64 // merged frames written to the port (TAP)
 	groSegs   uint64 // frames merged into them
+	jumboRx   uint64 // multi-buffer frames received on the port (multibuf.go)
+	jumboTx   uint64 // multi-buffer frames queued on the port
 }
 
 func (o *offCtr) addTo(s *offSum) {
@@ -42,11 +44,13 @@ func (o *offCtr) addTo(s *offSum) {
 	s.tsoSegs += atomic.LoadUint64(&o.tsoSegs)
 	s.groFrames += atomic.LoadUint64(&o.groFrames)
 	s.groSegs += atomic.LoadUint64(&o.groSegs)
+	s.jumboRx += atomic.LoadUint64(&o.jumboRx)
+	s.jumboTx += atomic.LoadUint64(&o.jumboTx)
 }
 
 // offSum is offCtr summed over pollers.
 type offSum struct {
-	csumDone, csumDev, tsoFrames, tsoSegs, groFrames, groSegs uint64
+	csumDone, csumDev, tsoFrames, tsoSegs, groFrames, groSegs, jumboRx, jumboTx uint64
 }
 
 // tapGRO is a core's state for frames toward internal ports: the Coalescer,
@@ -224,6 +228,12 @@ func (tp *tapPoller) segment(b []byte) {
 		oc.tsoSegs += uint64(nseg)
 	}
 	for i := 0; i < nseg; i++ {
+		if tp.seg.Len(i) > int(c.fsize)-copyOff {
+			if !tp.forwardJumboSegment() {
+				return
+			}
+			continue
+		}
 		if len(tp.batch) == cap(tp.batch) {
 			tp.forwardBatch()
 		}
@@ -246,6 +256,30 @@ func (tp *tapPoller) segment(b []byte) {
 	}
 }
 
+// forwardJumboSegment forwards the next segment, longer than a UMEM frame,
+// from the core's jumbo buffer (multibuf.go), after the frames read before
+// it (order kept). It reports whether the segmenter went on.
+func (tp *tapPoller) forwardJumboSegment() bool {
+	c := tp.core
+	if len(tp.batch) > 0 {
+		tp.forwardBatch()
+	}
+	buf := c.jumboBuf()
+	m, r := tp.seg.Next(buf[jumboOff:])
+	if r != offload.DropNone {
+		c.ctr[tp.port.id].drops[segmentDrop(r)]++
+		return false
+	}
+	c.tapCopies++
+	c.off[tp.port.id].jumboRx++
+	topUp(c, tp.cache)
+	c.forwardJumbo(tp.port, buf, jumboOff, m)
+	c.flushTAPs()
+	flush(c, tp.cache, tp.txIdx, true)
+	rebalance(c, tp.cache)
+	return true
+}
+
 // segmentDrop maps the Segmenter's reasons to the switch's: a frame too
 // long for a UMEM frame or the bridge is too_big, anything else a bad
 // virtio-net header or frame.
@@ -263,4 +297,5 @@ func (o *offSum) fill(ps *PortStats) {
 	ps.ChecksumsOffloaded = o.csumDev
 	ps.TSOFrames, ps.TSOSegments = o.tsoFrames, o.tsoSegs
 	ps.GROFrames, ps.GROSegments = o.groFrames, o.groSegs
+	ps.JumboRx, ps.JumboTx = o.jumboRx, o.jumboTx
 }

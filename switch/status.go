@@ -166,6 +166,10 @@ type PortStats struct {
 	TSOSegments        uint64 `json:"tso_segments,omitempty"`
 	GROFrames          uint64 `json:"gro_frames,omitempty"`
 	GROSegments        uint64 `json:"gro_segments,omitempty"`
+	// Jumbo frames (AF_XDP multi-buffer, multibuf.go): frames longer
+	// than one UMEM frame received on the port, and sent on it.
+	JumboRx uint64 `json:"jumbo_rx,omitempty"`
+	JumboTx uint64 `json:"jumbo_tx,omitempty"`
 }
 
 // TunnelStats are the counters of one tunnel (frames sent to and received
