@@ -46,7 +46,6 @@ type UmemConfig struct {
 	// metadata on the CPU in copy mode (XDP_UMEM_TX_SW_CSUM): for devices
 	// without xsk tx-checksum (veth) and tests. Needs TxMetadata.
 	TxSwChecksum bool
-	MultiBuffer  bool // TEMP(mbuf merge)
 }
 
 // TxMetadataLen is the TX metadata room in front of each packet of a UMEM

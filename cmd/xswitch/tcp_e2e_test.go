@@ -36,16 +36,33 @@ type tcpFabric struct {
 
 func newTCPFabric(t *testing.T, txOff bool) *tcpFabric {
 	t.Helper()
+	return newTCPFabricMTU(t, txOff, 1500)
+}
+
+// newTCPFabricMTU is newTCPFabric on an underlay of MTU underMTU (the
+// wire, its bridge and the hosts' eth0), the VMs 50 bytes below it.
+func newTCPFabricMTU(t *testing.T, txOff bool, underMTU int) *tcpFabric {
+	t.Helper()
 	testnet.RequireRoot(t)
 	wire, hosts := e2e.Topology(t, 2)
 	net := testnet.New(t)
 	f := &tcpFabric{hosts: hosts, wire: wire}
+	if underMTU != 1500 {
+		for i, h := range hosts {
+			net.Run(wire, "ip", "link", "set", fmt.Sprintf("w%d", i+1), "mtu", fmt.Sprint(underMTU))
+			net.Run(h.NS, "ip", "link", "set", h.Underlay, "mtu", fmt.Sprint(underMTU))
+		}
+		net.Run(wire, "ip", "link", "set", "br0", "mtu", fmt.Sprint(underMTU))
+	}
 	for i, h := range hosts {
 		vm := net.NS(fmt.Sprintf("tcpvm%d", i+1))
 		ip := netip.AddrFrom4([4]byte{198, 19, 0, byte(21 + i)})
 		ip6 := netip.MustParseAddr(fmt.Sprintf("2001:2:0:19::%x", 0x21+i))
 		net.Veth(h.NS, "vm1", vm, "eth0", 0)
-		net.Run(vm, "ip", "link", "set", "eth0", "mtu", fmt.Sprint(vmMTU))
+		if underMTU != 1500 {
+			net.Run(h.NS, "ip", "link", "set", "vm1", "mtu", fmt.Sprint(underMTU-1500+vmMTU))
+		}
+		net.Run(vm, "ip", "link", "set", "eth0", "mtu", fmt.Sprint(underMTU-1500+vmMTU))
 		net.Run(vm, "ip", "addr", "add", ip.String()+"/24", "dev", "eth0")
 		net.Run(vm, "ip", "addr", "add", ip6.String()+"/64", "dev", "eth0", "nodad")
 		if txOff {
