@@ -459,10 +459,10 @@ func (s *Socket) Receive(descs []Desc) int {
 }
 
 // receiveChains is Receive on a multi-buffer socket. The kernel publishes
-// its RX producer index only after whole packets (xsk_flush after
-// __xsk_rcv; in zero-copy mode it checks the ring has room for every
-// fragment first), so the ring never ends inside a packet: only the batch
-// can.
+// its RX producer index only after whole packets (copy mode: xsk_flush
+// after __xsk_rcv, which checks the ring has room for every descriptor
+// first; zero-copy: the same check in xsk_rcv_zc, on kernels that have
+// it), so the ring never ends inside a packet: only the batch can.
 func (s *Socket) receiveChains(descs []Desc) int {
 	for {
 		if s.dropping && !s.dropHead() {
@@ -500,7 +500,9 @@ func (s *Socket) receiveChains(descs []Desc) int {
 
 // dropHead drops the rest of the too long packet at the head of the RX
 // ring, putting its frames on the fill ring (the kernel gets them back at
-// once and Refill's bound holds: one frame in for each taken out). It
+// once and Refill's bound holds: one frame in for each taken out). The
+// bound also leaves the fill ring room for every RX entry, once the kernel
+// has published its fill consumer index (right after its RX producer). It
 // reports whether the packet is gone; false when the fill ring is full or
 // the RX ring empty, for the next Receive to go on.
 func (s *Socket) dropHead() bool {
