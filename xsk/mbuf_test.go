@@ -1,9 +1,11 @@
 package xsk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"xswitch/internal/testnet"
+	"xswitch/internal/wait"
 )
 
 // newMbNet is newSockNet for multi-buffer tests: namespaces labelled
@@ -191,9 +194,9 @@ func TestMultiBufferRoundTrip(t *testing.T) {
 			// RX: 120 frames fit the 1024-entry fill ring at once (about 2.5
 			// frames each), so none is dropped however slow the receiver.
 			sent, frames := mbFrames(sn.xmac, sn.pmac, 0, 120)
-			wait := peer.sendAsync(t, frames...)
+			sendDone := peer.sendAsync(t, frames...)
 			got := rxChains(t, sn.u, s, c, MaxFrags, len(sent), 2*time.Second)
-			wait()
+			sendDone()
 			checkFrames(t, "RX", got, sent)
 
 			// TX: chains of UMEM frames, half starting at the frame start,
@@ -244,7 +247,7 @@ func TestMultiBufferSharedUmem(t *testing.T) {
 	sent, frames := mbFrames(sn.pmac, ifMAC(t, sn.peer, "mbp1"), 0, 100)
 	done := make(chan map[uint32][]byte)
 	go func() { done <- out.collect(len(sent), 3*time.Second) }()
-	wait := in.sendAsync(t, frames...)
+	sendDone := in.sendAsync(t, frames...)
 	descs := make([]Desc, 64)
 	var fwd []Desc
 	for deadline := time.Now().Add(3 * time.Second); tx.txPackets.Load() < 250 && time.Now().Before(deadline); {
@@ -260,7 +263,7 @@ func TestMultiBufferSharedUmem(t *testing.T) {
 			rx.Wait(5 * time.Millisecond)
 		}
 	}
-	wait()
+	sendDone()
 	waitCompleted(t, tx, c, 2*time.Second)
 	checkFrames(t, "forwarded", <-done, sent)
 	st, _ := rx.Stats()
@@ -464,6 +467,44 @@ func TestMultiBufferTxMaxFrags(t *testing.T) {
 	t.Logf("stats: %+v", st)
 	if st.TxInvalidDescs != MaxFrags+1 || st.Completed != uint64(len(descs)) {
 		t.Errorf("TxInvalidDescs %d, Completed %d; want %d and %d", st.TxInvalidDescs, st.Completed, MaxFrags+1, len(descs))
+	}
+	c.Flush()
+	sn.closeAll()
+}
+
+// TestMultiBufferUnderlaySteer: the underlay filter, loaded for fragments,
+// reads its headers in the linear part of 9000-byte packets: Geneve (UDP
+// 6081) to the local address reaches the socket as whole chains, other UDP
+// goes to the kernel.
+func TestMultiBufferUnderlaySteer(t *testing.T) {
+	sn := newMbNet(t, 1, 9000, UmemConfig{NumFrames: 2048, MultiBuffer: true})
+	p := sn.mustOpen(PortConfig{Interface: "mb0", Role: RoleUnderlay, LocalIPs: []netip.Addr{netip.MustParseAddr("198.18.9.2")},
+		RingSize: 512, ZeroCopy: ZeroCopyOff, XDPMode: XDPNative})
+	s := p.Sockets()[0]
+	peer := openRaw(t, sn.peer, "mbp0")
+	c := sn.u.NewCache()
+	s.Refill(c)
+	sent := make(map[uint32][]byte)
+	var frames [][]byte
+	for seq := uint32(0); seq < 40; seq++ {
+		f := testFrame(sn.xmac, sn.pmac, 0, seq, mbSizes[seq/2%uint32(len(mbSizes))])
+		if seq%2 == 0 {
+			binary.BigEndian.PutUint16(f[36:], 6081) // UDP destination port: Geneve
+			sent[seq] = f
+		}
+		frames = append(frames, f)
+	}
+	sendDone := peer.sendAsync(t, frames...)
+	got := rxChains(t, sn.u, s, c, MaxFrags, len(sent), 2*time.Second)
+	sendDone()
+	checkFrames(t, "Geneve RX", got, sent)
+	wantCounters := func() bool {
+		ctr, err := p.Steering().Counters()
+		return err == nil && ctr.Redirected == 20 && ctr.Passed == 20
+	}
+	if !wait.Until(2*time.Second, wantCounters) {
+		ctr, err := p.Steering().Counters()
+		t.Errorf("steering counters %+v (%v), want 20 redirected, 20 passed", ctr, err)
 	}
 	c.Flush()
 	sn.closeAll()
