@@ -232,3 +232,28 @@ func TestMultiBufferHint(t *testing.T) {
 		t.Errorf("EBUSY: %q, want none", h)
 	}
 }
+
+// TestChainsNoAlloc: Receive (whole packets, and a drop) and Enqueue on a
+// multi-buffer socket allocate nothing.
+func TestChainsNoAlloc(t *testing.T) {
+	s := chainSocket(t, true)
+	a, long, b := chain(0, 1), chain(1, 6), chain(7, 3)
+	ring := cat(a, long, b)
+	tx := cat(b, a)
+	descs := make([]Desc, 4)
+	got := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		kernelRx(s.rx, ring)
+		got += s.Receive(descs) // a
+		got += s.Receive(descs) // long dropped, b
+		atomic.StoreUint32(s.fill.consumer, s.fill.local)
+		atomic.StoreUint32(s.tx.consumer, s.tx.local)
+		got += s.Enqueue(tx)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per round", allocs)
+	}
+	if rounds := s.rxTooLong.Load(); got != int(rounds)*(1+3+4) {
+		t.Errorf("%d descriptors in %d rounds, want %d a round", got, rounds, 1+3+4)
+	}
+}
