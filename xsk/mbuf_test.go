@@ -174,17 +174,21 @@ func mbFrames(dst, src []byte, base uint32, count int) (map[uint32][]byte, [][]b
 // 64-byte frames from an AF_PACKET peer as descriptor chains that
 // reassemble byte for byte (batches of MaxFrags, so that many end inside a
 // packet), and chains it transmits arrive whole at the peer; for 2048- and
-// 4096-byte frames. Every frame is back in the pool after close.
+// 4096-byte frames, and with generic XDP. Every frame is back in the pool
+// after close.
 func TestMultiBufferRoundTrip(t *testing.T) {
-	for _, fs := range []int{2048, 4096} {
-		t.Run(fmt.Sprintf("frame=%d", fs), func(t *testing.T) {
-			sn := newMbNet(t, 1, 9000, UmemConfig{NumFrames: 4096, FrameSize: fs, MultiBuffer: true})
+	for _, tc := range []struct {
+		fs   int
+		mode XDPMode
+	}{{2048, XDPNative}, {4096, XDPNative}, {2048, XDPGeneric}} {
+		t.Run(fmt.Sprintf("frame=%d,xdp=%v", tc.fs, tc.mode), func(t *testing.T) {
+			sn := newMbNet(t, 1, 9000, UmemConfig{NumFrames: 4096, FrameSize: tc.fs, MultiBuffer: true})
 			if !sn.u.MultiBuffer() {
 				t.Fatal("MultiBuffer() false on a UMEM made with MultiBuffer")
 			}
-			p := sn.mustOpen(PortConfig{Interface: "mb0", RingSize: 1024, ZeroCopy: ZeroCopyOff, XDPMode: XDPNative, NeedWakeup: true})
-			if m := p.Mode(); m.ZeroCopy || m.XDP != "native" {
-				t.Fatalf("mode %+v, want copy mode and native XDP", m)
+			p := sn.mustOpen(PortConfig{Interface: "mb0", RingSize: 1024, ZeroCopy: ZeroCopyOff, XDPMode: tc.mode, NeedWakeup: true})
+			if m := p.Mode(); m.ZeroCopy || m.XDP != tc.mode.String() {
+				t.Fatalf("mode %+v, want copy mode and %v XDP", m, tc.mode)
 			}
 			s := p.Sockets()[0]
 			peer := openRaw(t, sn.peer, "mbp0")
