@@ -91,7 +91,8 @@ func (u *Umem) OpenPort(c PortConfig) (_ *Port, err error) {
 	if p.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("port %s: netlink: %w", c.Interface, err)
 	}
-	p.steer, err = AttachSteering(SteerConfig{Ifindex: ifc.Index, Role: c.Role, LocalIPs: c.LocalIPs, Mode: c.XDPMode, Logger: log})
+	p.steer, err = AttachSteering(SteerConfig{Ifindex: ifc.Index, Role: c.Role, LocalIPs: c.LocalIPs, Mode: c.XDPMode,
+		MultiBuffer: u.multiBuf, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("port %s: %w", c.Interface, err)
 	}
@@ -172,7 +173,7 @@ func (p *Port) logBound(c *PortConfig) {
 	s := p.sockets[0]
 	p.log.Info("AF_XDP sockets bound", zap.String("interface", c.Interface), zap.Int("queues", len(p.sockets)),
 		zap.String("bind", bind), zap.Bool("need_wakeup", s.NeedWakeup()), zap.Bool("busy_poll", c.BusyPoll),
-		zap.Int("ring_size", c.RingSize), zap.Int("tx_budget", s.TxBudget()), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
+		zap.Bool("multi_buffer", s.sg), zap.Int("ring_size", c.RingSize), zap.Int("tx_budget", s.TxBudget()), zap.String("xdp", p.mode.XDP), zap.String("link", p.mode.Link))
 }
 
 // Sockets are the port's sockets, by queue.

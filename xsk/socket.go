@@ -62,6 +62,7 @@ type Stats struct {
 	RingStats bool
 	// Ours.
 	RxPackets  uint64 // descriptors taken from the RX ring
+	RxTooLong  uint64 // multi-buffer packets Receive dropped: more than MaxFrags descriptors, or than its batch
 	TxPackets  uint64 // descriptors put on the TX ring
 	TxRingFull uint64 // descriptors Transmit could not place (ring full)
 	Filled     uint64 // frames put on the fill ring
@@ -84,6 +85,7 @@ type Socket struct {
 	queue    int
 	zeroCopy bool
 	wakeup   bool   // bound with XDP_USE_NEED_WAKEUP
+	sg       bool   // multi-buffer UMEM (XDP_USE_SG): packets are descriptor chains
 	txBudget int    // copy mode: descriptors the kernel sends per sendto
 	areaSize uint64 // bytes of the UMEM: completions at or past it name no frame
 
@@ -93,6 +95,8 @@ type Socket struct {
 	fillBuf   [cacheBatch]uint64
 	rxPackets atomic.Uint64
 	filled    atomic.Uint64
+	rxTooLong atomic.Uint64
+	dropping  bool // in the middle of dropping a too long packet (multi-buffer)
 	// TX side (on its own cache lines).
 	_          [64]byte
 	txPackets  atomic.Uint64
@@ -176,7 +180,7 @@ func (u *Umem) newSocket(c socketConfig, zc ZeroCopy, share *Socket) (_ *Socket,
 	if err != nil {
 		return nil, fmt.Errorf("socket(AF_XDP): %w", err)
 	}
-	s := &Socket{u: u, fd: fd, ifindex: c.ifindex, queue: c.queue, areaSize: uint64(u.numFrames * u.frameSize)}
+	s := &Socket{u: u, fd: fd, ifindex: c.ifindex, queue: c.queue, sg: u.multiBuf, areaSize: uint64(u.numFrames * u.frameSize)}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -291,6 +295,13 @@ func (s *Socket) bind(c socketConfig, zc ZeroCopy, share *Socket) error {
 	if share == nil && c.needWakeup {
 		sa.Flags |= unix.XDP_USE_NEED_WAKEUP
 	}
+	// Multi-buffer is asked for by the socket that registers the UMEM; the
+	// kernel keeps it in the UMEM (XDP_UMEM_SG_FLAG) and gives it to every
+	// socket that shares the UMEM, which may not pass the flag (EINVAL).
+	if share == nil && s.sg {
+		sa.Flags |= unix.XDP_USE_SG
+		what += ", multi-buffer"
+	}
 	// The kernel releases a closed socket's hold on its queue in deferred
 	// work (tens of milliseconds): a port closed and opened again finds
 	// the queue busy for that long.
@@ -304,8 +315,43 @@ func (s *Socket) bind(c socketConfig, zc ZeroCopy, share *Socket) error {
 	}
 	if errors.Is(err, unix.EBUSY) {
 		err = fmt.Errorf("%w (another AF_XDP socket holds the queue)", err)
+	} else if share == nil && s.sg {
+		if hint := multiBufferHint(err, zc, runningKernel(), c.ifindex); hint != "" {
+			err = fmt.Errorf("%w: %s", err, hint)
+		}
 	}
 	return fmt.Errorf("bind ifindex %d queue %d (%s): %w", c.ifindex, c.queue, what, err)
+}
+
+// multiBufferHint explains why the kernel may have refused a bind with
+// XDP_USE_SG, "" when the flag is not the likely cause: a kernel before
+// 6.6 does not know the flag (EINVAL); in zero-copy mode a driver without
+// zero-copy multi-buffer refuses it (EOPNOTSUPP), and one whose zero-copy
+// buffers cannot hold the MTU refuses the bind (EINVAL). A driver without
+// zero-copy at all refuses it too, and that is said by the caller. The
+// device's features are read (netlink) only on this error path.
+func multiBufferHint(err error, zc ZeroCopy, k kernelVersion, ifindex int) string {
+	inval, notsupp := errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP)
+	if inval && k.valid() && k.before(6, 6) {
+		return "AF_XDP multi-buffer (XDP_USE_SG) needs Linux 6.6 or later; turn multi-buffer off and use an MTU that fits a UMEM frame"
+	}
+	if zc != ZeroCopyOn || !inval && !notsupp {
+		return ""
+	}
+	f, ferr := DeviceFeatures(ifindex)
+	return zeroCopyMultiBufferHint(inval, f, ferr)
+}
+
+// zeroCopyMultiBufferHint is multiBufferHint's zero-copy case, given the
+// device's features (or the error reading them).
+func zeroCopyMultiBufferHint(inval bool, f Features, ferr error) string {
+	switch {
+	case ferr == nil && f.Known && !f.ZeroCopy():
+		return "" // no zero-copy at all: not a multi-buffer matter
+	case ferr == nil && f.ZCMaxSegs > 1 && inval:
+		return fmt.Sprintf("the driver's zero-copy multi-buffer (at most %d buffers a packet) cannot hold the device's MTU; use zero_copy: off or a smaller MTU", f.ZCMaxSegs)
+	}
+	return "the driver has no AF_XDP multi-buffer in zero-copy mode; use zero_copy: off or a smaller MTU"
 }
 
 // KernelTxBudget is how many descriptors a copy-mode sendto transmits
@@ -385,7 +431,21 @@ func (s *Socket) TxBudget() int { return s.txBudget }
 func (s *Socket) NeedWakeup() bool { return s.wakeup }
 
 // Receive takes up to len(descs) descriptors from the RX ring.
+//
+// On a multi-buffer UMEM it returns whole packets only: a packet is a
+// chain of descriptors, OptContinued on all but the last, and a batch that
+// would end inside a packet ends before it instead (the rest stays in the
+// ring for the next call). Pass len(descs) >= MaxFrags there. A packet
+// longer than MaxFrags descriptors, or than the batch, is dropped: its
+// frames go straight back to the fill ring and Stats.RxTooLong counts it.
+// Dropping is the safe choice: part of a packet handed to a caller that
+// expects whole ones would be forwarded as two broken frames, a packet of
+// more than MaxFrags descriptors cannot be transmitted in copy mode, and
+// leaving it at the head of the ring would stop the queue for good.
 func (s *Socket) Receive(descs []Desc) int {
+	if s.sg {
+		return s.receiveChains(descs)
+	}
 	n := s.rx.avail(uint32(len(descs)))
 	if n == 0 {
 		return 0
@@ -396,6 +456,71 @@ func (s *Socket) Receive(descs []Desc) int {
 	s.rx.release(n)
 	s.rxPackets.Add(uint64(n))
 	return int(n)
+}
+
+// receiveChains is Receive on a multi-buffer socket. The kernel publishes
+// its RX producer index only after whole packets (copy mode: xsk_flush
+// after __xsk_rcv, which checks the ring has room for every descriptor
+// first; zero-copy: the same check in xsk_rcv_zc, on kernels that have
+// it), so the ring never ends inside a packet: only the batch can.
+func (s *Socket) receiveChains(descs []Desc) int {
+	for {
+		if s.dropping && !s.dropHead() {
+			return 0
+		}
+		want := uint32(len(descs))
+		n := s.rx.avail(want)
+		if n == 0 {
+			return 0
+		}
+		// end: past the last whole packet; start: the current packet's first descriptor.
+		end, start, tooLong := uint32(0), uint32(0), false
+		for i := uint32(0); i < n; i++ {
+			d := *s.rx.desc(s.rx.local + i)
+			descs[i] = d
+			if d.Options&OptContinued == 0 {
+				end, start = i+1, i+1
+			} else if i+1-start >= MaxFrags {
+				tooLong = true // the packet from start has more than MaxFrags descriptors
+				break
+			}
+		}
+		if end > 0 {
+			s.rx.release(end)
+			s.rxPackets.Add(uint64(end))
+			return int(end)
+		}
+		if !tooLong && n < want {
+			return 0 // the rest of the packet is not published yet (not expected)
+		}
+		// The first packet is too long for the batch or for MaxFrags.
+		s.dropping = true
+	}
+}
+
+// dropHead drops the rest of the too long packet at the head of the RX
+// ring, putting its frames on the fill ring (the kernel gets them back at
+// once and Refill's bound holds: one frame in for each taken out). The
+// bound also leaves the fill ring room for every RX entry, once the kernel
+// has published its fill consumer index (right after its RX producer). It
+// reports whether the packet is gone; false when the fill ring is full or
+// the RX ring empty, for the next Receive to go on.
+func (s *Socket) dropHead() bool {
+	mask := ^uint64(s.u.frameSize - 1)
+	for s.rx.avail(1) == 1 && s.fill.free(1) == 1 {
+		d := *s.rx.desc(s.rx.local)
+		*s.fill.addr(s.fill.local) = d.Addr & mask
+		s.fill.submit(1)
+		s.rx.release(1)
+		s.filled.Add(1)
+		s.rxPackets.Add(1)
+		if d.Options&OptContinued == 0 {
+			s.dropping = false
+			s.rxTooLong.Add(1)
+			return true
+		}
+	}
+	return false
 }
 
 // Refill tops the fill ring up with frames from c and returns how many it
@@ -464,8 +589,19 @@ func (s *Socket) Transmit(descs []Desc) int {
 // the kernel and returns how many it placed; the caller still owns the
 // rest. A later Transmit (Transmit(nil) to only kick) sends them: a caller
 // that coalesces kicks over several bursts must make that call.
+//
+// On a multi-buffer UMEM it places whole packets only (descriptor chains,
+// OptContinued on all but the last): when the ring has room for part of a
+// packet, it stops after the packet before, since the kernel would hold a
+// partial packet and wait for its rest. descs must end with a whole
+// packet (a trailing incomplete chain is never placed), and a packet may
+// have at most MaxFrags descriptors: in copy mode the kernel drops a
+// longer one (Stats.TxInvalidDescs; its frames are completed).
 func (s *Socket) Enqueue(descs []Desc) int {
 	n := s.tx.free(uint32(len(descs)))
+	if s.sg && n > 0 && descs[n-1].Options&OptContinued != 0 {
+		n = wholePackets(descs[:n])
+	}
 	for i := uint32(0); i < n; i++ {
 		*s.tx.desc(s.tx.local + i) = descs[i]
 	}
@@ -477,6 +613,18 @@ func (s *Socket) Enqueue(descs []Desc) int {
 		s.txFull.Add(uint64(len(descs) - int(n)))
 	}
 	return int(n)
+}
+
+// wholePackets is how many of descs (a chain that ends inside a packet)
+// make whole packets: the descriptors up to the last one without
+// OptContinued.
+func wholePackets(descs []Desc) uint32 {
+	for i := len(descs) - 1; i >= 0; i-- {
+		if descs[i].Options&OptContinued == 0 {
+			return uint32(i + 1)
+		}
+	}
+	return 0
 }
 
 // kickTx wakes the kernel's TX. In copy mode the kernel sends at most TxBudget
@@ -576,7 +724,7 @@ func (s *Socket) Pending() int {
 func (s *Socket) Stats() (Stats, error) {
 	var ks unix.XDPStatistics
 	st := Stats{
-		RxPackets: s.rxPackets.Load(), TxPackets: s.txPackets.Load(), TxRingFull: s.txFull.Load(),
+		RxPackets: s.rxPackets.Load(), RxTooLong: s.rxTooLong.Load(), TxPackets: s.txPackets.Load(), TxRingFull: s.txFull.Load(),
 		Filled: s.filled.Load(), Completed: s.completed.Load(), TxBadAddrs: s.badAddrs.Load(), Kicks: s.kicks.Load(), KickErrors: s.kickErrors.Load(),
 	}
 	n, err := getsockopt(s.fd, unix.XDP_STATISTICS, unsafe.Pointer(&ks), unsafe.Sizeof(ks))

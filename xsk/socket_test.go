@@ -200,7 +200,7 @@ func (p *rawPeer) sendAsync(t testing.TB, frames ...[]byte) (wait func()) {
 // want have arrived or idle passes without one.
 func (p *rawPeer) collect(want int, idle time.Duration) map[uint32][]byte {
 	got := make(map[uint32][]byte)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 1<<16) // jumbo frames too (multi-buffer tests)
 	last := time.Now()
 	for len(got) < want && time.Since(last) < idle {
 		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}

@@ -72,7 +72,15 @@ type SteerConfig struct {
 	Role     Role         // which frames go to the sockets
 	LocalIPs []netip.Addr // RoleUnderlay: local tunnel endpoint addresses (up to 8 IPv4 + 8 IPv6)
 	Mode     XDPMode      // native, generic or auto
-	Logger   *zap.Logger  // nil: no logs
+	// MultiBuffer loads the program as taking multi-buffer packets
+	// (BPF_F_XDP_HAS_FRAGS, section "xdp.frags"), as AF_XDP multi-buffer
+	// needs: a driver hands a packet larger than a page to such programs
+	// only (veth refuses to attach any other when the MTU needs more than
+	// a page: "Peer MTU is too large to set XDP"). The program reads
+	// headers in the packet's linear part only (ctx->data..data_end), so
+	// it works unchanged on fragmented packets.
+	MultiBuffer bool
+	Logger      *zap.Logger // nil: no logs
 }
 
 // SteerCounters are the program's counters, summed over CPUs.
@@ -181,7 +189,7 @@ func AttachSteering(c SteerConfig) (*Steering, error) {
 	log.Info("XDP steering attached",
 		zap.String("interface", name), zap.Int("ifindex", c.Ifindex),
 		zap.Stringer("role", c.Role), zap.Any("local_ips", c.LocalIPs),
-		zap.Int("queues", queues), zap.String("xdp", s.xdpMode), zap.String("link", s.linkKind),
+		zap.Int("queues", queues), zap.Bool("multi_buffer", c.MultiBuffer), zap.String("xdp", s.xdpMode), zap.String("link", s.linkKind),
 		zap.Uint32("prog_id", uint32(s.progID)))
 	return s, nil
 }
@@ -211,10 +219,15 @@ func (s *Steering) load(c SteerConfig) error {
 	if err != nil {
 		return fmt.Errorf("SteerConfig: %w", err)
 	}
-	s.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "xsw_steer", Type: ebpf.XDP, License: "GPL", Instructions: insns,
-	})
+	spec := &ebpf.ProgramSpec{Name: "xsw_steer", Type: ebpf.XDP, License: "GPL", Instructions: insns}
+	if c.MultiBuffer {
+		spec.Flags = unix.BPF_F_XDP_HAS_FRAGS
+	}
+	s.prog, err = ebpf.NewProgram(spec)
 	if err != nil {
+		if c.MultiBuffer {
+			return fmt.Errorf("load XDP program for multi-buffer packets (BPF_F_XDP_HAS_FRAGS, Linux 5.18+): %w", err)
+		}
 		return fmt.Errorf("load XDP program: %w", err)
 	}
 	info, err := s.prog.Info()

@@ -46,6 +46,13 @@ type UmemConfig struct {
 	// metadata on the CPU in copy mode (XDP_UMEM_TX_SW_CSUM): for devices
 	// without xsk tx-checksum (veth) and tests. Needs TxMetadata.
 	TxSwChecksum bool
+	// MultiBuffer lets a packet span several frames (AF_XDP multi-buffer,
+	// Linux 6.6+), for an MTU larger than a frame holds (jumbo frames):
+	// the socket that registers the UMEM binds with XDP_USE_SG, the others
+	// inherit it from the UMEM, and every port's steering program is
+	// loaded for multi-buffer packets (BPF_F_XDP_HAS_FRAGS). A packet is
+	// then a chain of descriptors, OptContinued on all but the last.
+	MultiBuffer bool
 }
 
 // TxMetadataLen is the TX metadata room in front of each packet of a UMEM
@@ -56,6 +63,22 @@ const TxMetadataLen = 16
 // OptTxMetadata is the TX descriptor option (Desc.Options) that makes the
 // kernel read the packet's TX metadata (XDP_TX_METADATA).
 const OptTxMetadata = unix.XDP_TX_METADATA
+
+// OptContinued (XDP_PKT_CONTD) marks, on a multi-buffer UMEM, a descriptor
+// whose packet goes on in the next descriptor of the ring: every
+// descriptor of a packet but its last carries it, on RX and on TX.
+const OptContinued = unix.XDP_PKT_CONTD
+
+// MaxFrags is the most descriptors one packet may have on a multi-buffer
+// UMEM. It is the kernel's copy-mode TX limit, MAX_SKB_FRAGS + 1 (the
+// first descriptor becomes the skb's linear part, each further one a page
+// fragment: xsk_build_skb fails with EOVERFLOW past that), with
+// CONFIG_MAX_SKB_FRAGS at its default and minimum of 17. The kernel drops
+// a longer packet whole (its descriptors count in Stats.TxInvalidDescs;
+// their frames are completed). RX has no such limit (a packet takes
+// len/frame descriptors), but Receive drops a longer packet: it could not
+// be transmitted.
+const MaxFrags = 18
 
 // SetTxChecksum asks the device for the L4 checksum of the packet that
 // starts at frame[off]: it writes struct xsk_tx_metadata with
@@ -92,6 +115,7 @@ type Umem struct {
 	huge      bool
 	txMeta    bool
 	txSwCsum  bool
+	multiBuf  bool
 
 	mu      sync.Mutex
 	free    []uint64 // global free stack (frame base addresses)
@@ -127,7 +151,8 @@ func NewUmem(c UmemConfig) (*Umem, error) {
 		return nil, errors.New("umem: UmemConfig.TxSwChecksum needs TxMetadata (the checksum request lives in the TX metadata)")
 	}
 	size := c.NumFrames * c.FrameSize
-	u := &Umem{frameSize: c.FrameSize, headroom: c.Headroom, numFrames: c.NumFrames, txMeta: c.TxMetadata, txSwCsum: c.TxSwChecksum}
+	u := &Umem{frameSize: c.FrameSize, headroom: c.Headroom, numFrames: c.NumFrames, txMeta: c.TxMetadata, txSwCsum: c.TxSwChecksum,
+		multiBuf: c.MultiBuffer}
 	var err error
 	if c.HugePages {
 		hsize := (size + hugePageSize - 1) &^ (hugePageSize - 1)
@@ -181,6 +206,11 @@ func (u *Umem) TxMetadata() bool { return u.txMeta }
 // TxSwChecksum says whether copy-mode sockets compute requested checksums
 // on the CPU (UmemConfig.TxSwChecksum).
 func (u *Umem) TxSwChecksum() bool { return u.txSwCsum }
+
+// MultiBuffer says whether a packet may span several frames
+// (UmemConfig.MultiBuffer): every socket of the UMEM then receives and
+// transmits descriptor chains (OptContinued).
+func (u *Umem) MultiBuffer() bool { return u.multiBuf }
 
 // HugePages says whether the area is backed by huge pages.
 func (u *Umem) HugePages() bool { return u.huge }
