@@ -288,7 +288,7 @@ func (d *dataPlane) openPort(pr *portRes, c *Config) error {
 	d.s.mu.Unlock()
 	d.s.log.Info("AF_XDP port open", zap.String("port", pr.name), zap.Stringer("kind", pr.kind), zap.Int("queues", len(xp.Sockets())),
 		zap.String("xdp", m.XDP), zap.String("link", m.Link), zap.Bool("zero_copy", m.ZeroCopy), zap.Stringer("device_features", plan.feat),
-		zap.Strings("offloads", portOffloads(pr.kind, plan)))
+		zap.Strings("offloads", portOffloads(pr.kind, plan, d.umem.MultiBuffer())))
 	return nil
 }
 
@@ -550,7 +550,7 @@ func (d *dataPlane) portStatus(p *port) PortStatus {
 	}
 	m := xp.Mode()
 	ps.Ifindex, ps.XDP, ps.Link, ps.ZeroCopy, ps.Queues = xp.Ifindex(), m.XDP, m.Link, m.ZeroCopy, len(xp.Sockets())
-	ps.Offloads = portOffloads(p.kind, d.txcsum[p.id])
+	ps.Offloads = portOffloads(p.kind, d.txcsum[p.id], d.umem != nil && d.umem.MultiBuffer())
 	ps.Copy = "copy"
 	if m.ZeroCopy {
 		ps.Copy = "zero-copy"

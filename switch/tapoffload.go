@@ -64,15 +64,18 @@ func (o tapOffloads) describe() []string {
 
 // portOffloads are what xswitch does for an AF_XDP port of kind k whose
 // TX checksum plan is tc, and why the rest is off.
-func portOffloads(k portKind, tc txCsumPlan) []string {
+func portOffloads(k portKind, tc txCsumPlan, mb bool) []string {
 	out := []string{tc.describe()}
+	if mb {
+		out = append(out, "multi-buffer (XDP_USE_SG): frames longer than a UMEM frame arrive and leave as chains of frames, forwarded through the poller's jumbo buffer (their checksums in software)")
+	} else {
+		out = append(out, "no multi-buffer: every MTU at start fit one UMEM frame (umem.multi_buffer: on for jumbo ports added later)")
+	}
 	if k == kindUnderlay {
 		if tc.use {
-			out = append(out, "outer UDP checksum over IPv6 requested from the device (a partial inner checksum then finished in software: one device checksum per frame); over IPv4 0 (RFC 8926) and a partial inner checksum requested from the device")
-		} else {
-			out = append(out, "outer UDP checksum in software (0 over IPv4 as RFC 8926 allows; computed over IPv6)")
+			return append(out, "outer UDP checksum over IPv6 requested from the device (a partial inner checksum then finished in software: one device checksum per frame); over IPv4 0 (RFC 8926) and a partial inner checksum requested from the device")
 		}
-		return append(out, "no multi-buffer (jumbo) frames: the MTU must fit one UMEM frame (umem.frame_size - 274: 1774 with 2048, 3822 with 4096; refused at start otherwise)")
+		return append(out, "outer UDP checksum in software (0 over IPv4 as RFC 8926 allows; computed over IPv6)")
 	}
 	if tc.use {
 		out = append(out, "partial TCP/UDP checksums from other local ports requested from the device; those from this port's peer finished where they leave (TX checksum offload may stay on)")
