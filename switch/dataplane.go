@@ -362,6 +362,7 @@ func (d *dataPlane) addPollers(pr *portRes, f *fabric) {
 		cpu, idx := d.nextCPU()
 		pl := &poller{dp: d, pid: pr.id, port: f.ports[pr.id], sock: tq.sock, cache: d.newCache(), cpu: cpu, txIdx: idx,
 			core: newCore(f, d.area, d.umem.FrameSize(), 4*maxBurst)}
+		pl.core.mb = d.umem.MultiBuffer()
 		pl.done = make(chan struct{})
 		pl.seen.Store(f.gen)
 		ps = append(ps, pl)

@@ -154,8 +154,10 @@ type core struct {
 	// tr is set on the throw-away core of `xswitch ctl trace` only: then
 	// learning is a prediction and nothing is written to a TAP (trace.go).
 	tr *traceRec
-	// jumbo is the buffer multi-buffer frames are forwarded from (nil
-	// until the first one, multibuf.go).
+	// mb says that the UMEM is multi-buffer: a frame may come as a chain
+	// of descriptors. jumbo is the buffer such frames are forwarded from
+	// (nil until the first one, multibuf.go).
+	mb    bool
 	jumbo []byte
 }
 
@@ -196,15 +198,31 @@ type decision struct {
 // up queued in c.pend, written to an internal port, or dropped and counted
 // (its frame returned to c.free).
 func (c *core) forward(in *port, descs []desc) {
+	if !c.mb {
+		c.forwardFrames(in, descs)
+		return
+	}
+	// Multi-buffer UMEM: runs of single frames, and chains (multibuf.go).
+	for len(descs) > 0 {
+		k := 0
+		for k < len(descs) && descs[k].Options&xsk.OptContinued == 0 {
+			k++
+		}
+		c.forwardFrames(in, descs[:k])
+		if k == len(descs) {
+			return
+		}
+		descs = descs[c.forwardChain(in, descs, k)+1:]
+	}
+}
+
+// forwardFrames is forward for frames of one descriptor each.
+func (c *core) forwardFrames(in *port, descs []desc) {
 	ic := &c.ctr[in.id]
 	mask := ^(c.fsize - 1)
 	capIn := in.capture.Load() // nil unless `xswitch ctl capture` runs on in
-	for i := 0; i < len(descs); i++ {
+	for i := range descs {
 		d := descs[i]
-		if d.Options&xsk.OptContinued != 0 {
-			i = c.forwardChain(in, descs, i) // multibuf.go
-			continue
-		}
 		base := d.Addr & mask
 		off := int(d.Addr - base)
 		n := int(d.Len)

@@ -52,6 +52,7 @@ func (r *rig) joined(t *testing.T, q []desc) [][]byte {
 // jumboRig is a rig whose tunnels carry jumbo frames (underlay MTU 9000).
 func jumboRig(t *testing.T) *rig {
 	r := newRig(t)
+	r.c.mb = true
 	for _, tn := range []*tunnel{r.t1, r.t2, r.other} {
 		tn.maxInner = 9000 + 14 - tn.hdrLen
 	}
