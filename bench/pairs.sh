@@ -11,6 +11,7 @@
 #   PAIRS_L2FWD=1        run the l2fwd ceiling first in each run too
 #                        (BENCH_L2FWD_ARGS: its idle pattern), for xswitch / l2fwd
 #   BENCH_LATENCY=0      no round trips (saves ~10 s per system and path)
+#   BENCH_XSWITCH_UNDERLAY_YAML  underlay settings under study, e.g. "tx_budget: 128"
 # Other make bench knobs pass through (BENCH_OVS_MAXSLEEP, BENCH_RUNS, ...).
 # Needs root, like make bench; on a shared machine: flock /tmp/xswitch-bench.lock bench/pairs.sh
 set -euo pipefail

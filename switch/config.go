@@ -115,6 +115,11 @@ type PortOptions struct {
 	// (also without it, computed by the kernel in copy mode: veth, tests)
 	// or off (software). See docs/offload.md.
 	TxChecksumOffload string `yaml:"tx_checksum_offload"`
+	// TxBudget is, in copy mode, how many frames one sendto transmits
+	// (XDP_MAX_TX_SKB_BUDGET, Linux 6.17+): 32 to ring_size; 0 (default)
+	// keeps the kernel's 32. Pays with coalesced TX kicks
+	// (poller_kick_frames), which hand the kernel more than 32 at once.
+	TxBudget int `yaml:"tx_budget"`
 }
 
 // UMEMConfig sizes the shared UMEM.
@@ -812,6 +817,13 @@ func validatePortOptions(f string, p *PortOptions, bad func(string, string, ...a
 	}
 	if p.RingSize != 0 && (p.RingSize < xsk.MinRingSize || p.RingSize > xsk.MaxRingSize || p.RingSize&(p.RingSize-1) != 0) {
 		bad(f+".ring_size", "%d is not a power of two between %d and %d; write e.g. 2048", p.RingSize, xsk.MinRingSize, xsk.MaxRingSize)
+	}
+	ring := p.RingSize
+	if ring == 0 {
+		ring = 2048
+	}
+	if p.TxBudget != 0 && (p.TxBudget < xsk.KernelTxBudget || p.TxBudget > ring) {
+		bad(f+".tx_budget", "%d is out of range; write %d to the ring size (%d), or leave it out for the kernel's %d", p.TxBudget, xsk.KernelTxBudget, ring, xsk.KernelTxBudget)
 	}
 }
 

@@ -152,7 +152,7 @@ func (d *dataPlane) portConfig(pr *portRes, c *Config) (xsk.PortConfig, string, 
 	}
 	pc.Queues, pc.RingSize = q, ring
 	pc.ZeroCopy, pc.XDPMode = parseZeroCopy(po.ZeroCopy), parseXDPMode(po.XDPMode)
-	pc.NeedWakeup, pc.BusyPoll, pc.Logger = true, c.BusyPoll, d.s.log
+	pc.NeedWakeup, pc.BusyPoll, pc.Logger, pc.TxBudget = true, c.BusyPoll, d.s.log, po.TxBudget
 	return pc, field, nil
 }
 

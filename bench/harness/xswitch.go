@@ -33,6 +33,13 @@ func Config(tp *Topo, cpu int) string {
 	var b strings.Builder
 	if tp.UnderlayIf != "" {
 		fmt.Fprintf(&b, "underlay:\n  interface: %s\n", tp.UnderlayIf)
+		// BENCH_XSWITCH_UNDERLAY_YAML: underlay settings to try, one
+		// "key: value" per line (e.g. "tx_budget: 128").
+		for _, l := range strings.Split(os.Getenv("BENCH_XSWITCH_UNDERLAY_YAML"), "\n") {
+			if strings.TrimSpace(l) != "" {
+				fmt.Fprintf(&b, "  %s\n", strings.TrimSpace(l))
+			}
+		}
 	}
 	fmt.Fprintf(&b, "cpus: [%d]\nbridges:\n  - name: br1\n    ports: [%s]\n", cpu, strings.Join(tp.VMIfs, ", "))
 	if tp.UnderlayIf != "" {
