@@ -650,13 +650,19 @@ func (s *Socket) kickTx() {
 }
 
 // kick makes the wake-up syscall; it reports whether to try again.
+//
+// A raw syscall: the call never blocks (MSG_DONTWAIT), but a copy-mode
+// sendto of a burst can take longer than the 20 µs after which Go's sysmon
+// takes the P of a thread in a syscall and hands it to another thread; the
+// poller then has to win a P back when the call returns. That costs thread
+// wake-ups on the poller's core per kick, when the kernel is slow already.
 func (s *Socket) kick(tx bool) bool {
 	s.kicks.Add(1)
 	var e unix.Errno
 	if tx {
-		_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	} else {
-		_, _, e = unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		_, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
 	switch e {
 	case 0:
