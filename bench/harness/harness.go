@@ -476,6 +476,11 @@ func (b *Bench) measure(t *testing.T, tp *Topo, sys System, ctr *xdpcount.Counte
 	if r.Mpps == 0 {
 		r.Error = fmt.Sprintf("nothing forwarded (generator offered %.3f Mpps)", r.OfferedMpps)
 	}
+	// BENCH_SWITCH_STATS=1: the switch's own counters after the runs (where
+	// the frames the sink did not get were dropped).
+	if st, ok := sys.(interface{ Stats() string }); ok && os.Getenv("BENCH_SWITCH_STATS") == "1" {
+		t.Logf("%s %s %d B: switch counters after the runs:\n%s", sys.Name(), tp.Path, size, st.Stats())
+	}
 	return r
 }
 
