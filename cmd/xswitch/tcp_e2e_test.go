@@ -3,6 +3,8 @@ package main_test
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +175,13 @@ func TestTCPWireChecksums(t *testing.T) {
 		}
 	}
 	t.Logf("%d Geneve TCP frames, %d with a checksum that is not good", len(lines), bad)
+	if dir := os.Getenv("XSWITCH_KEEP_PCAP"); bad > 0 && dir != "" {
+		// Rare enough to chase with a loop: keep the capture of a bad run.
+		dst := filepath.Join(dir, fmt.Sprintf("tcpwire-%d.pcap", time.Now().UnixNano()))
+		if b, err := os.ReadFile(c.Path); err == nil && os.WriteFile(dst, b, 0o644) == nil {
+			t.Logf("capture kept: %s", dst)
+		}
+	}
 }
 
 // allIn reports whether every comma-separated value of s is one of ok.
