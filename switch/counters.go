@@ -56,9 +56,12 @@ func init() {
 
 func (r dropReason) String() string { return dropNames[r] }
 
-// portCtr are one poller's counters of one port or tunnel. The poller writes them
-// with plain stores (one writer); the control path reads them with atomic
-// loads and sums the pollers. No lock, no atomic read-modify-write per packet.
+// portCtr are one poller's counters of one port or tunnel. The poller (the
+// one writer) adds with atomic adds, the port's receive counters once per
+// batch; the control path reads them with atomic loads while the poller
+// runs and sums the pollers. No lock. (Plain stores measured 4 % faster in
+// BenchmarkForwardEncap/Decap with four adds per frame, but race with the
+// readers; an uncontended locked add costs ~0.6 ns here.)
 type portCtr struct {
 	rxPackets, rxBytes uint64
 	txPackets, txBytes uint64

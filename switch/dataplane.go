@@ -626,11 +626,11 @@ func flush(c *core, cache *xsk.Cache, txIdx int, kick bool) int {
 				pieces++
 			}
 		}
-		pc.txPackets += uint64(sent) - pieces
-		pc.txBytes += bytes
+		atomic.AddUint64(&pc.txPackets, uint64(sent)-pieces)
+		atomic.AddUint64(&pc.txBytes, bytes)
 		for i := sent; i < len(q); i++ {
 			if q[i].Options&xsk.OptContinued == 0 {
-				pc.drops[dropTxFull]++
+				atomic.AddUint64(&pc.drops[dropTxFull], 1)
 			}
 			c.release(q[i].Addr &^ (c.fsize - 1))
 		}

@@ -167,7 +167,7 @@ func newCore(f *fabric, area []byte, frameSize int, freeCap int) *core {
 	return c
 }
 
-func (c *core) drop(p *port, r dropReason) { c.ctr[p.id].drops[r]++ }
+func (c *core) drop(p *port, r dropReason) { atomic.AddUint64(&c.ctr[p.id].drops[r], 1) }
 
 // release returns a frame to the local free stack (the poller moves
 // surplus to its xsk.Cache after the batch).
@@ -218,9 +218,11 @@ func (c *core) forward(in *port, descs []desc) {
 
 // forwardFrames is forward for frames of one descriptor each.
 func (c *core) forwardFrames(in *port, descs []desc) {
-	ic := &c.ctr[in.id]
 	mask := ^(c.fsize - 1)
 	capIn := in.capture.Load() // nil unless `xswitch ctl capture` runs on in
+	// Counters are atomic adds (the control path reads them while the
+	// poller runs): the port's receive counters once per batch.
+	var rxPkts, rxBytes uint64
 	for i := range descs {
 		d := descs[i]
 		base := d.Addr & mask
@@ -232,8 +234,8 @@ func (c *core) forwardFrames(in *port, descs []desc) {
 			c.release(base)
 			continue
 		}
-		ic.rxPackets++
-		ic.rxBytes += uint64(n)
+		rxPkts++
+		rxBytes += uint64(n)
 		if capIn != nil {
 			c.capture(capIn, frame[off:off+n], false)
 		}
@@ -259,13 +261,16 @@ func (c *core) forwardFrames(in *port, descs []desc) {
 			c.release(base)
 		}
 	}
+	ic := &c.ctr[in.id]
+	atomic.AddUint64(&ic.rxPackets, rxPkts)
+	atomic.AddUint64(&ic.rxBytes, rxBytes)
 }
 
 // dropVerdict counts a frame decide dropped: a spoof from a tunnel on the
 // tunnel, anything else on the port it came in on.
 func (c *core) dropVerdict(in *port, srcTun *tunnel, why dropReason) {
 	if (why == dropOwnMAC || why == dropStaticMAC) && srcTun != nil {
-		c.tctr[srcTun.id].drops[why]++
+		atomic.AddUint64(&c.tctr[srcTun.id].drops[why], 1)
 	} else {
 		c.drop(in, why)
 	}
@@ -319,8 +324,8 @@ func (c *core) decide(in *port, frame []byte, off, n int) (v verdict, why dropRe
 		ioff += dec.InnerOff
 		ilen = dec.InnerLen
 		tc := &c.tctr[srcTun.id]
-		tc.rxPackets++
-		tc.rxBytes += uint64(ilen)
+		atomic.AddUint64(&tc.rxPackets, 1)
+		atomic.AddUint64(&tc.rxBytes, uint64(ilen))
 		if cp := srcTun.capture.Load(); cp != nil {
 			c.capture(cp, frame[ioff:ioff+ilen], false)
 		}
@@ -433,7 +438,7 @@ func (c *core) copyFrame(p *port, b []byte) (uint64, []byte, int, bool) {
 	nf := c.area[nb : nb+c.fsize]
 	off := min(copyOff, len(nf)-len(b)) // len(b) <= frame size: it came in one frame
 	copy(nf[off:], b)
-	c.floodCopies++
+	atomic.AddUint64(&c.floodCopies, 1)
 	return nb, nf, off, true
 }
 
@@ -470,12 +475,12 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	tc := &c.tctr[t.id]
 	enc := t.enc.Load()
 	if enc == nil {
-		tc.drops[dropNoNeighbour]++
+		atomic.AddUint64(&tc.drops[dropNoNeighbour], 1)
 		c.release(base)
 		return
 	}
 	if n > t.maxInner {
-		tc.drops[dropTooBig]++
+		atomic.AddUint64(&tc.drops[dropTooBig], 1)
 		c.release(base)
 		return
 	}
@@ -493,7 +498,7 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 		// packet keeps TX metadata room in front (the kernel checks it for
 		// every descriptor of a UMEM with TX metadata).
 		if copyOff+n > len(frame) {
-			tc.drops[dropTooBig]++
+			atomic.AddUint64(&tc.drops[dropTooBig], 1)
 			c.release(base)
 			return
 		}
@@ -506,7 +511,7 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 	case u.txCsum && outer:
 		start = enc.EncapPartial(frame, off, n, geneve.InnerHash(frame[off:off+n]))
 		opt = xsk.SetTxChecksum(frame, start, uint16(csStart), uint16(csOff))
-		c.off[u.id].csumDev++
+		atomic.AddUint64(&c.off[u.id].csumDev, 1)
 	case innerToDevice:
 		start = enc.Encap(frame, off, n)
 		opt = c.partialToDevice(u, frame, start, h)
@@ -519,8 +524,8 @@ func (c *core) toTunnel(t *tunnel, frame []byte, base uint64, off, n int) {
 		c.release(base)
 		return
 	}
-	tc.txPackets++
-	tc.txBytes += uint64(n)
+	atomic.AddUint64(&tc.txPackets, 1)
+	atomic.AddUint64(&tc.txBytes, uint64(n))
 	if cp := t.capture.Load(); cp != nil {
 		c.capture(cp, frame[start+h:start+h+n], true)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -847,4 +848,57 @@ func TestReleaseBeyondCapacity(t *testing.T) {
 		t.Errorf("runt drops %d, free %d", r.drops(r.a, dropRunt), len(r.c.free))
 	}
 	r.checkFrames(t)
+}
+
+// TestCountersReadWhileForwarding: the control path reads a poller's
+// counters while it forwards (encapsulation, decapsulation, flooding with a
+// TAP write, drops). Under -race (make race) a plain write to any counter
+// the readers load is reported.
+func TestCountersReadWhileForwarding(t *testing.T) {
+	r := newRig(t)
+	frames := [][]byte{
+		eth(bcast, macA, 60),
+		geneveFrom(t, remote1, 5000, eth(macA, macR, 100), nil, false),
+		eth(macR, macA, 100),
+		eth(macA, macA, 60), // same port: a drop
+		geneveFrom(t, netip.MustParseAddr("198.18.0.99"), 5000, eth(macA, macR, 100), nil, false),
+	}
+	ins := []*port{r.a, r.f.underlay, r.a, r.a, r.f.underlay}
+	done := make(chan struct{})
+	var reads int
+	go func() {
+		defer close(done)
+		for i := 0; i < 2000; i++ {
+			cs := r.c.counters()
+			var ps portSum
+			var os offSum
+			for j := range cs.ctr {
+				cs.ctr[j].addTo(&ps)
+				cs.off[j].addTo(&os)
+			}
+			for j := range cs.tctr {
+				cs.tctr[j].addTo(&ps)
+			}
+			reads++
+		}
+	}()
+	descs := make([]desc, 1)
+	sent := 0
+	for running := true; running; sent++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		r.reset()
+		for i, f := range frames {
+			descs[0] = r.frame(f)
+			r.c.forward(ins[i], descs)
+		}
+		r.tapRead0()
+	}
+	if rx := atomic.LoadUint64(&r.c.ctr[r.a.id].rxPackets); rx != uint64(3*sent) {
+		t.Errorf("vm1 received %d frames by its counter, want %d", rx, 3*sent)
+	}
+	t.Logf("%d counter reads during %d rounds of forwarding", reads, sent)
 }

@@ -1,6 +1,10 @@
 package vswitch
 
-import "xswitch/xsk"
+import (
+	"sync/atomic"
+
+	"xswitch/xsk"
+)
 
 // Jumbo frames with AF_XDP multi-buffer (jumbo.go decides where it is on).
 // A frame longer than one UMEM frame arrives as a chain of descriptors,
@@ -63,7 +67,7 @@ func (c *core) forwardChain(in *port, descs []desc, i int) int {
 		c.drop(in, why)
 		return j
 	}
-	c.off[in.id].jumboRx++
+	atomic.AddUint64(&c.off[in.id].jumboRx, 1)
 	c.forwardJumbo(in, buf, jumboOff, n)
 	return j
 }
@@ -72,8 +76,8 @@ func (c *core) forwardChain(in *port, descs []desc, i int) int {
 // received on port in.
 func (c *core) forwardJumbo(in *port, buf []byte, off, n int) {
 	ic := &c.ctr[in.id]
-	ic.rxPackets++
-	ic.rxBytes += uint64(n)
+	atomic.AddUint64(&ic.rxPackets, 1)
+	atomic.AddUint64(&ic.rxBytes, uint64(n))
 	if cp := in.capture.Load(); cp != nil {
 		c.capture(cp, buf[off:off+n], false)
 	}
@@ -133,10 +137,10 @@ func (c *core) jumboToTunnel(t *tunnel, buf []byte, off, n int) {
 	enc := t.enc.Load()
 	switch {
 	case enc == nil:
-		tc.drops[dropNoNeighbour]++
+		atomic.AddUint64(&tc.drops[dropNoNeighbour], 1)
 		return
 	case n > t.maxInner:
-		tc.drops[dropTooBig]++
+		atomic.AddUint64(&tc.drops[dropTooBig], 1)
 		return
 	}
 	c.finishCsum(buf[off : off+n])
@@ -144,8 +148,8 @@ func (c *core) jumboToTunnel(t *tunnel, buf []byte, off, n int) {
 	if !c.queueChain(c.f.underlay, buf[start:off+n]) {
 		return
 	}
-	tc.txPackets++
-	tc.txBytes += uint64(n)
+	atomic.AddUint64(&tc.txPackets, 1)
+	atomic.AddUint64(&tc.txBytes, uint64(n))
 	if cp := t.capture.Load(); cp != nil {
 		c.capture(cp, buf[off:off+n], true)
 	}
@@ -182,7 +186,7 @@ func (c *core) queueChain(p *port, b []byte) bool {
 		q = append(q, desc{Addr: nb + chainOff, Len: uint32(m), Options: opt})
 	}
 	c.pend[p.id] = q
-	c.floodCopies++
-	c.off[p.id].jumboTx++
+	atomic.AddUint64(&c.floodCopies, 1)
+	atomic.AddUint64(&c.off[p.id].jumboTx, 1)
 	return true
 }

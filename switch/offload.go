@@ -24,8 +24,8 @@ import (
 //     UMEM frame; frames toward the TAP from one burst are merged per TCP
 //     flow (offload.Coalescer) and written with one virtio-net header each.
 
-// offCtr are one poller's offload counters of one port (plain stores by
-// the poller, atomic loads by the control path).
+// offCtr are one poller's offload counters of one port (atomic adds by the
+// poller, atomic loads by the control path).
 type offCtr struct {
 	csumDone  uint64 // partial checksums finished in software, of frames received on the port
 	csumDev   uint64 // checksums requested from the device (TX metadata), of frames sent on the port
@@ -93,7 +93,7 @@ func (c *core) finishCsum(b []byte) {
 	if c.partial {
 		offload.CompleteL4(b, c.csum)
 		c.partial = false
-		c.off[c.inID].csumDone++
+		atomic.AddUint64(&c.off[c.inID].csumDone, 1)
 	}
 }
 
@@ -124,15 +124,15 @@ func (c *core) tapWrite(p *port, b []byte, n int) {
 		return
 	}
 	if _, err := unix.Write(p.fd, b); err != nil {
-		pc.drops[dropTAPWrite]++
+		atomic.AddUint64(&pc.drops[dropTAPWrite], 1)
 		return
 	}
 	if cp := p.capture.Load(); cp != nil {
 		c.capture(cp, b[len(b)-n:], true)
 	}
-	c.tapCopies++
-	pc.txPackets++
-	pc.txBytes += uint64(n)
+	atomic.AddUint64(&c.tapCopies, 1)
+	atomic.AddUint64(&pc.txPackets, 1)
+	atomic.AddUint64(&pc.txBytes, uint64(n))
 }
 
 // flushTAPs writes the frames queued for internal ports, merged per TCP
@@ -166,8 +166,8 @@ func (c *core) flushTAP(p *port, q []desc) {
 		b := g.withHeader(o.Frame)
 		_ = o.Hdr.Encode(b)
 		c.tapWrite(p, b, len(o.Frame))
-		oc.groFrames++
-		oc.groSegs += uint64(o.Count)
+		atomic.AddUint64(&oc.groFrames, 1)
+		atomic.AddUint64(&oc.groSegs, uint64(o.Count))
 	}
 	for _, d := range q {
 		c.release(d.Addr &^ (c.fsize - 1))
@@ -213,19 +213,19 @@ func (tp *tapPoller) segment(b []byte) {
 	pc := &c.ctr[tp.port.id]
 	h, err := offload.DecodeVnetHdr(b)
 	if err != nil {
-		pc.drops[dropVnetHeader]++
+		atomic.AddUint64(&pc.drops[dropVnetHeader], 1)
 		return
 	}
 	frame := b[offload.VnetHdrLen:]
 	nseg, r := tp.seg.Start(h, frame, tp.port.maxFrame, offload.CsumFull)
 	if r != offload.DropNone {
-		pc.drops[segmentDrop(r)]++
+		atomic.AddUint64(&pc.drops[segmentDrop(r)], 1)
 		return
 	}
 	if h.IsGSO() {
 		oc := &c.off[tp.port.id]
-		oc.tsoFrames++
-		oc.tsoSegs += uint64(nseg)
+		atomic.AddUint64(&oc.tsoFrames, 1)
+		atomic.AddUint64(&oc.tsoSegs, uint64(nseg))
 	}
 	for i := 0; i < nseg; i++ {
 		if tp.seg.Len(i) > int(c.fsize)-copyOff {
@@ -240,18 +240,18 @@ func (tp *tapPoller) segment(b []byte) {
 		if len(c.free) == 0 {
 			topUp(c, tp.cache)
 			if len(c.free) == 0 {
-				pc.drops[dropNoFrame]++
+				atomic.AddUint64(&pc.drops[dropNoFrame], 1)
 				return
 			}
 		}
 		fb := c.free[len(c.free)-1] &^ (c.fsize - 1)
 		m, r := tp.seg.Next(c.area[fb+copyOff : fb+c.fsize])
 		if r != offload.DropNone {
-			pc.drops[segmentDrop(r)]++
+			atomic.AddUint64(&pc.drops[segmentDrop(r)], 1)
 			return
 		}
 		c.free = c.free[:len(c.free)-1]
-		c.tapCopies++
+		atomic.AddUint64(&c.tapCopies, 1)
 		tp.batch = append(tp.batch, desc{Addr: fb + copyOff, Len: uint32(m)})
 	}
 }
@@ -267,11 +267,11 @@ func (tp *tapPoller) forwardJumboSegment() bool {
 	buf := c.jumboBuf()
 	m, r := tp.seg.Next(buf[jumboOff:])
 	if r != offload.DropNone {
-		c.ctr[tp.port.id].drops[segmentDrop(r)]++
+		atomic.AddUint64(&c.ctr[tp.port.id].drops[segmentDrop(r)], 1)
 		return false
 	}
-	c.tapCopies++
-	c.off[tp.port.id].jumboRx++
+	atomic.AddUint64(&c.tapCopies, 1)
+	atomic.AddUint64(&c.off[tp.port.id].jumboRx, 1)
 	topUp(c, tp.cache)
 	c.forwardJumbo(tp.port, buf, jumboOff, m)
 	c.flushTAPs()

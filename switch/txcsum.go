@@ -3,6 +3,7 @@ package vswitch
 import (
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 
@@ -100,6 +101,6 @@ func (p txCsumPlan) describe() string {
 // option.
 func (c *core) partialToDevice(p *port, frame []byte, start, inner int) uint32 {
 	c.partial = false
-	c.off[p.id].csumDev++
+	atomic.AddUint64(&c.off[p.id].csumDev, 1)
 	return xsk.SetTxChecksum(frame, start, uint16(inner+c.csum.Start), uint16(c.csum.Offset))
 }
