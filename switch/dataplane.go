@@ -374,6 +374,7 @@ func (d *dataPlane) addPollers(pr *portRes, f *fabric) {
 	}
 	d.s.mu.Unlock()
 	if d.running {
+		d.ensureProcs()
 		for _, pl := range ps {
 			pl.start()
 		}
@@ -399,6 +400,27 @@ func (d *dataPlane) addTAPPoller(pr *portRes, f *fabric) {
 	}
 }
 
+// procsReserve is how many Ps the Go scheduler keeps beyond one per
+// poller: for the internal ports' readers and the control path.
+const procsReserve = 2
+
+// ensureProcs raises GOMAXPROCS to one P per AF_XDP poller plus
+// procsReserve (never lowers it). A poller is a locked thread that holds
+// its P while it forwards; with fewer Ps than pollers (GOMAXPROCS is the
+// CPU count by default, and pollers may share CPUs), a poller returning
+// from poll() or a syscall must wait for a P another poller holds: the Go
+// runtime parks and wakes threads to hand Ps around. Measured on a 2-CPU
+// VM with two pollers on one CPU (docs/benchmarks.md): the forwarding
+// thread's voluntary context switches fell from ~25 to ~5 per 1000 packets
+// and the round trip at half load from ~500 to ~200 µs.
+func (d *dataPlane) ensureProcs() {
+	want := len(d.pollers) + procsReserve
+	if have := runtime.GOMAXPROCS(0); have < want {
+		runtime.GOMAXPROCS(want)
+		d.s.log.Info("GOMAXPROCS raised: one P per poller", zap.Int("from", have), zap.Int("to", want), zap.Int("pollers", len(d.pollers)))
+	}
+}
+
 func (p *poller) start() {
 	// Stock the fill ring before traffic arrives.
 	p.sock.Refill(p.cache)
@@ -414,6 +436,7 @@ func (d *dataPlane) start(s *Switch) error {
 			zap.Ints("poller_cpus", s.cfg.CPUs))
 	}
 	d.running = true
+	d.ensureProcs()
 	for _, p := range d.pollers {
 		p.start()
 	}

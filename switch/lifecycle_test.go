@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,5 +241,29 @@ func TestTooBigWarning(t *testing.T) {
 	w.check(s, t0.Add(10*tooBigEvery))
 	if logs.Len() != 0 {
 		t.Errorf("warned without new drops: %v", logs.All())
+	}
+}
+
+// TestOnePPerPoller: a started switch has at least one P per AF_XDP poller
+// plus procsReserve (GOMAXPROCS raised where the CPU count is lower).
+func TestOnePPerPoller(t *testing.T) {
+	_, ns := lifeHost(t)
+	cfg, err := ParseConfig([]byte(lifeYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(1)
+	var sw *Switch
+	if err := testnet.Do(ns, func() (err error) { sw, err = New(cfg, Options{}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pollers := len(sw.dp.pollers)
+	if got := runtime.GOMAXPROCS(0); pollers == 0 || got < pollers+procsReserve {
+		t.Errorf("GOMAXPROCS %d with %d pollers, want at least %d", got, pollers, pollers+procsReserve)
 	}
 }
