@@ -13,7 +13,8 @@ import (
 // and writes it out as a new chain of UMEM frames (AF_XDP ports, tunnels)
 // or straight from the buffer (internal ports). Two copies of 9 KB cost
 // about 2 µs, paid by jumbo frames only: frames that fit one UMEM frame
-// never take this path, and forward's only cost for it is one branch.
+// never take this path, and the pollers of a UMEM without multi-buffer
+// never look for chains (core.mb).
 
 // jumboOff is where a jumbo frame starts in the jumbo buffer: room in
 // front for the largest outer header (and a virtio-net header).

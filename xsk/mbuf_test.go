@@ -33,18 +33,7 @@ func newMbNet(t *testing.T, pairs, mtu int, uc UmemConfig) *sockNet {
 		n.Run(sn.xs, "ip", "link", "set", x, "mtu", strconv.Itoa(mtu))
 		n.Run(sn.peer, "ip", "link", "set", p, "mtu", strconv.Itoa(mtu))
 	}
-	sn.xmac = ifMAC(t, sn.xs, "mb0")
-	sn.pmac = ifMAC(t, sn.peer, "mbp0")
-	var err error
-	if sn.u, err = NewUmem(uc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range sn.ports {
-			p.Close()
-		}
-		sn.u.Close()
-	})
+	sn.finish("mb0", "mbp0", uc)
 	return sn
 }
 

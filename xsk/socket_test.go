@@ -41,8 +41,17 @@ func newSockNet(t *testing.T, queues int, uc UmemConfig) *sockNet {
 		n.Run(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 	}
 	n.Veth(sn.xs, "x0", sn.peer, "p0", queues)
-	sn.xmac = ifMAC(t, sn.xs, "x0")
-	sn.pmac = ifMAC(t, sn.peer, "p0")
+	sn.finish("x0", "p0", uc)
+	return sn
+}
+
+// finish reads the MACs of the first veth pair (x on the xsk side, p on
+// the peer's) and makes the UMEM, closed with every port at cleanup.
+func (sn *sockNet) finish(x, p string, uc UmemConfig) {
+	t := sn.t
+	t.Helper()
+	sn.xmac = ifMAC(t, sn.xs, x)
+	sn.pmac = ifMAC(t, sn.peer, p)
 	var err error
 	if sn.u, err = NewUmem(uc); err != nil {
 		t.Fatal(err)
@@ -53,7 +62,6 @@ func newSockNet(t *testing.T, queues int, uc UmemConfig) *sockNet {
 		}
 		sn.u.Close()
 	})
-	return sn
 }
 
 func ifMAC(t testing.TB, ns, dev string) net.HardwareAddr {
